@@ -1,0 +1,98 @@
+"""Recording audit rows (in the caller's transaction) and verifying the hash chain."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inspection_hub.auth.principal import Principal
+from inspection_hub.kit.context import request_id_var
+
+SYSTEM_ACTOR = "system"
+
+_INSERT = text(
+    """
+    INSERT INTO audit_log (actor_id, actor_name, role, action, object_type, object_id,
+                           before, after, request_id)
+    VALUES (:actor_id, :actor_name, :role, :action, :object_type, :object_id,
+            CAST(:before AS jsonb), CAST(:after AS jsonb), :request_id)
+    """
+)
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+async def record(
+    session: AsyncSession,
+    actor: Principal | None,
+    action: str,
+    object_type: str,
+    object_id: str | int,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit row; the trigger chains its hash. `actor=None` means the system."""
+    await session.execute(
+        _INSERT,
+        {
+            "actor_id": actor.user_id if actor else None,
+            "actor_name": actor.username if actor else SYSTEM_ACTOR,
+            "role": actor.role.value if actor else SYSTEM_ACTOR,
+            "action": action,
+            "object_type": object_type,
+            "object_id": str(object_id),
+            "before": _json(before),
+            "after": _json(after),
+            "request_id": request_id_var.get(),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The result of `audit verify`."""
+
+    rows: int
+    ok: bool
+    first_broken_id: int | None = None
+    reason: str | None = None
+
+
+_VERIFY = text(
+    """
+    SELECT id, prev_hash, hash,
+           audit_row_hash(a) AS expected,
+           lag(hash) OVER (ORDER BY id) AS previous_hash,
+           lag(id) OVER (ORDER BY id) AS previous_id
+    FROM audit_log a
+    ORDER BY id
+    """
+)
+
+GENESIS = "0" * 64
+
+
+async def verify_chain(session: AsyncSession) -> ChainReport:
+    """Recompute every row's hash and link; name the first row that does not fit."""
+    result = await session.stream(_VERIFY)
+    count = 0
+    async for row in result:
+        count += 1
+        previous = row.previous_hash if row.previous_hash is not None else GENESIS
+        if row.prev_hash != previous:
+            reason = (
+                "the row before it was deleted, inserted or reordered"
+                if row.previous_id is not None
+                else "the first row does not start the chain (earlier rows were deleted)"
+            )
+            return ChainReport(count, False, int(row.id), reason)
+        if row.hash != row.expected:
+            return ChainReport(count, False, int(row.id), "the row's content was edited")
+    return ChainReport(count, True)

@@ -1,0 +1,1 @@
+"""People, bearer tokens, roles and the per-agency scoping dependency."""

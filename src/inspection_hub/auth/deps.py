@@ -1,0 +1,79 @@
+"""The one authorization dependency: role, and agency scope from the path or query.
+
+Every /v1 route declares `Depends(authorize(...))`; object-level checks of loaded objects go
+through `Principal.ensure_agency`. tests/auth/test_matrix.py fails for a route without a rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from inspection_hub.auth.principal import AGENCY_ROLES, Principal, Role
+from inspection_hub.auth.service import resolve_token
+from inspection_hub.config import Settings
+from inspection_hub.db.deps import SessionDep
+from inspection_hub.errors import Forbidden, Unauthenticated
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `inspection-hub token create`.")
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Resolve the bearer token (or the page session) to a Principal, else 401."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated()
+    settings: Settings = request.app.state.settings
+    principal = await resolve_token(session, credentials.credentials, settings.token_pepper)
+    if principal is None:
+        raise Unauthenticated("The bearer token is unknown or revoked.")
+    request.state.principal = principal
+    return principal
+
+
+class Authorize:
+    """A route's authorization rule: allowed roles and where the agency scope comes from."""
+
+    def __init__(self, roles: Iterable[Role], *, agency_param: str | None = None) -> None:
+        self.roles = frozenset(roles)
+        self.agency_param = agency_param
+
+    async def __call__(
+        self, request: Request, principal: Annotated[Principal, Depends(get_principal)]
+    ) -> Principal:
+        if principal.role not in self.roles:
+            allowed = ", ".join(sorted(r.value for r in self.roles))
+            raise Forbidden(f"Role {principal.role.value} may not do this (allowed: {allowed}).")
+        if self.agency_param and principal.role in AGENCY_ROLES:
+            code = request.path_params.get(self.agency_param) or request.query_params.get(
+                self.agency_param
+            )
+            if code is not None:
+                principal.ensure_agency(code)
+        return principal
+
+
+class Public:
+    """Marks a route as deliberately unauthenticated (一公开, enterprise links, health)."""
+
+    roles: frozenset[Role] = frozenset()
+
+    async def __call__(self) -> None:
+        return None
+
+
+def authorize(*roles: Role, agency_param: str | None = None) -> Authorize:
+    """Build the rule; use as `principal: Annotated[Principal, Depends(authorize(...))]`."""
+    return Authorize(roles or tuple(Role), agency_param=agency_param)
+
+
+ALL_ROLES = tuple(Role)

@@ -1,0 +1,85 @@
+"""Creating users and tokens, and resolving a bearer token to a Principal."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inspection_hub.agencies.models import Agency
+from inspection_hub.auth.models import ApiToken, UserAccount
+from inspection_hub.auth.principal import AGENCY_ROLES, Principal, Role
+from inspection_hub.auth.tokens import hash_token, new_token
+from inspection_hub.errors import NotFound, ValidationFailed
+
+
+def principal_of(user: UserAccount, token_id: int | None = None) -> Principal:
+    """The Principal for a stored user."""
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        role=Role(user.role),
+        agency_code=user.agency_code,
+        token_id=token_id,
+    )
+
+
+async def get_or_create_user(
+    session: AsyncSession, *, username: str, role: Role, agency_code: str | None
+) -> UserAccount:
+    """Find the person by username or create them; role and agency must then match."""
+    if role in AGENCY_ROLES and not agency_code:
+        raise ValidationFailed(
+            f"Role {role.value} needs an agency.",
+            errors=[{"field": "agency", "detail": "required for this role"}],
+        )
+    if role not in AGENCY_ROLES and agency_code:
+        raise ValidationFailed(
+            f"Role {role.value} is not scoped to an agency.",
+            errors=[{"field": "agency", "detail": "must be empty for this role"}],
+        )
+    if agency_code and await session.get(Agency, agency_code) is None:
+        raise NotFound(f"Agency {agency_code} does not exist.")
+    user = (
+        await session.execute(select(UserAccount).where(UserAccount.username == username))
+    ).scalar_one_or_none()
+    if user is None:
+        user = UserAccount(
+            username=username, display_name=username, role=role.value, agency_code=agency_code
+        )
+        session.add(user)
+        await session.flush()
+    elif user.role != role.value or user.agency_code != agency_code:
+        raise ValidationFailed(
+            f"User {username} already exists as {user.role}"
+            f"{' of ' + user.agency_code if user.agency_code else ''}.",
+            errors=[{"field": "name", "detail": "exists with another role or agency"}],
+        )
+    return user
+
+
+async def create_token(
+    session: AsyncSession, *, user: UserAccount, pepper: str
+) -> tuple[str, ApiToken]:
+    """Create a token for a user; the clear token is returned once and never stored."""
+    token = new_token()
+    row = ApiToken(user_id=user.id, token_hash=hash_token(token, pepper), prefix=token[:10])
+    session.add(row)
+    await session.flush()
+    return token, row
+
+
+async def resolve_token(session: AsyncSession, token: str, pepper: str) -> Principal | None:
+    """The Principal owning a token, or None when unknown or revoked."""
+    row = (
+        await session.execute(
+            select(ApiToken, UserAccount)
+            .join(UserAccount, UserAccount.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == hash_token(token, pepper))
+            .where(ApiToken.revoked_at.is_(None))
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    tok, user = row
+    return principal_of(user, tok.id)

@@ -1,0 +1,237 @@
+"""The `inspection-hub` command: serve, migrate, token, audit, demo and friends."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from inspection_hub.config import Settings, get_settings
+from inspection_hub.logging_setup import configure_logging
+
+app = typer.Typer(help="inspection-hub: caps repeat inspections of enterprises (双随机、一公开).")
+token_app = typer.Typer(help="Bearer tokens for machines and people.")
+audit_app = typer.Typer(help="The hash-chained audit trail.")
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
+
+T = TypeVar("T")
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _database_url(settings: Settings) -> str:
+    from inspection_hub.db.session import resolve_database_url
+
+    return resolve_database_url(settings, stop_on_exit=True)
+
+
+def _run_with_session(settings: Settings, url: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `fn(session)` in one transaction against the database."""
+    from inspection_hub.db.session import make_engine, make_sessionmaker, unit_of_work
+
+    async def main() -> T:
+        engine = make_engine(url, settings)
+        try:
+            async with unit_of_work(make_sessionmaker(engine)) as session:
+                return await fn(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def _hold_data_dir_lock(settings: Settings) -> Any:
+    """Refuse a second `serve` on the same embedded data directory, clearly."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / "serve.lock"
+    fh = path.open("a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        _err(
+            f"error: the data directory {settings.data_dir} is in use by another "
+            f"`inspection-hub serve` (pid {holder}). Stop it first, or start this one with "
+            "another INSPECTION_HUB_DATA_DIR or an external INSPECTION_HUB_DATABASE_URL."
+        )
+        raise typer.Exit(code=3) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    demo: Annotated[bool, typer.Option(help="Load the demo district first")] = False,
+    workers: Annotated[
+        bool | None, typer.Option(help="Run event workers and scheduler in-process")
+    ] = None,
+) -> None:
+    """Run the API with the event workers and scheduler (embedded PostgreSQL by default)."""
+    import uvicorn
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    lock = _hold_data_dir_lock(settings) if settings.uses_embedded_db else None
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+    if demo:
+        _load_demo(settings, url)
+    if workers is not None:
+        settings.workers_enabled = workers
+        settings.scheduler_enabled = workers
+    from inspection_hub.main import create_app
+
+    application = create_app(settings, url)
+    where = "embedded PostgreSQL in " + str(settings.data_dir) if lock else "external database"
+    bind = f"http://{host or settings.host}:{port or settings.port}"
+    _err(f"inspection-hub serving on {bind} ({where})")
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations up to head."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(_database_url(settings))
+    _err("migrations are at head")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin | scheduler | approver | supervisor")],
+    name: Annotated[str, typer.Option(help="The person's username (one person, one name)")],
+    agency: Annotated[str | None, typer.Option(help="Agency code (scheduler, approver)")] = None,
+) -> None:
+    """Create a bearer token and print it (and nothing else) on stdout."""
+    from inspection_hub.auth.principal import Role
+    from inspection_hub.auth.service import create_token, get_or_create_user
+    from inspection_hub.errors import AppError
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    try:
+        role_value = Role(role)
+    except ValueError:
+        _err(f"error: unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}")
+        raise typer.Exit(code=2) from None
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+
+    async def work(session: Any) -> str:
+        user = await get_or_create_user(session, username=name, role=role_value, agency_code=agency)
+        token, _row = await create_token(session, user=user, pepper=settings.token_pepper)
+        from inspection_hub.audit.service import record
+
+        await record(
+            session,
+            None,
+            "token.create",
+            "user_account",
+            user.id,
+            after={"username": name, "role": role_value.value, "agency": agency},
+        )
+        return token
+
+    try:
+        token = _run_with_session(settings, url, work)
+    except AppError as exc:
+        _err(f"error: {exc.detail}")
+        raise typer.Exit(code=2) from None
+    sys.stdout.write(token + "\n")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit trail's hash chain; name the first broken row."""
+    from inspection_hub.audit.service import verify_chain
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    report = _run_with_session(settings, _database_url(settings), verify_chain)
+    if report.ok:
+        typer.echo(f"audit chain OK: {report.rows} rows verified")
+        return
+    typer.echo(f"audit chain BROKEN at row {report.first_broken_id}: {report.reason}")
+    raise typer.Exit(code=1)
+
+
+def _load_demo(settings: Settings, url: str) -> None:
+    from inspection_hub.demo import load_demo
+
+    summary = _run_with_session(settings, url, load_demo)
+    _err(f"demo district loaded: {summary}")
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo district: 6 agencies, their checklists, 30 inspectors, 2,000 enterprises."""
+    settings = get_settings()
+    configure_logging("WARNING")
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+    _load_demo(settings, url)
+
+
+@app.command("import")
+def import_file(
+    path: Annotated[Path, typer.Argument(help="CSV (UTF-8) or JSON file of enterprises")],
+) -> None:
+    """Import enterprises from a file, all-or-nothing (same rules as the API)."""
+    from inspection_hub.enterprises.importer import parse_upload
+    from inspection_hub.enterprises.service import import_rows, upload_digest
+    from inspection_hub.errors import ValidationFailed
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    body = path.read_bytes()
+    ctype = "application/json" if path.suffix.lower() == ".json" else "text/csv"
+    try:
+        rows = parse_upload(body, ctype)
+    except ValidationFailed as exc:
+        _err(f"error: {exc.detail}")
+        for e in exc.errors or []:
+            _err(f"  row {e.get('row')}: {e.get('field')}: {e.get('detail')}")
+        raise typer.Exit(code=1) from None
+    url = _database_url(settings)
+
+    async def work(session: Any) -> tuple[int, int]:
+        return await import_rows(session, None, rows, upload_digest(body))
+
+    created, updated = _run_with_session(settings, url, work)
+    typer.echo(f"created {created}, updated {updated}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,1 @@
+"""Inspections: scheduling, execution, completion and inspection codes (检查码)."""

@@ -1,0 +1,94 @@
+"""create_app(): lifespan (engine, http client, workers), middleware, error handlers, routers."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.exc import IntegrityError
+
+import inspection_hub
+from inspection_hub import health
+from inspection_hub.config import Settings, get_settings
+from inspection_hub.db.migrate import head_revisions
+from inspection_hub.db.session import make_engine, make_sessionmaker, resolve_database_url
+from inspection_hub.errors import Conflict, install_error_handlers
+from inspection_hub.events.runtime import start_background, stop_background
+from inspection_hub.middleware import RequestContextMiddleware
+
+
+def discover_routers() -> list[APIRouter]:
+    """Every domain package's `router` (inspection_hub/<domain>/router.py), by package name."""
+    routers: list[APIRouter] = []
+    for mod in sorted(pkgutil.iter_modules(inspection_hub.__path__), key=lambda m: m.name):
+        if not mod.ispkg:
+            continue
+        try:
+            module = importlib.import_module(f"inspection_hub.{mod.name}.router")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"inspection_hub.{mod.name}.router":
+                raise
+            continue
+        for name in ("router", "public_router", "pages_router"):
+            router = getattr(module, name, None)
+            if isinstance(router, APIRouter):
+                routers.append(router)
+    return routers
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
+    """Build the application; the database is resolved (or embedded) at startup."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = database_url or resolve_database_url(settings)
+        engine = make_engine(url, settings)
+        app.state.database_url = url
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.http = httpx.AsyncClient(
+            timeout=settings.webhook_timeout_seconds, follow_redirects=False
+        )
+        await start_background(app)
+        try:
+            yield
+        finally:
+            await stop_background(app)
+            await app.state.http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="inspection-hub",
+        version=inspection_hub.__version__,
+        description=(
+            "Caps repeat inspections of enterprises: annual plans with verifiable double-random "
+            "draws, head approval of unplanned checks, conflict detection and follow-up "
+            "verification (双随机、一公开)."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.expected_heads = head_revisions()
+    install_error_handlers(app)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request, exc):  # type: ignore[no-untyped-def]
+        from inspection_hub.errors import problem_response
+
+        err = Conflict("The change conflicts with existing data (a uniqueness or reference rule).")
+        return problem_response(409, err.to_problem(request.url.path))
+
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body=settings.max_upload_bytes,
+        docs_paths=("/docs", "/redoc", "/openapi.json"),
+    )
+    app.include_router(health.router)
+    for router in discover_routers():
+        app.include_router(router)
+    return app

@@ -1,0 +1,97 @@
+"""ASGI middleware: request ids, one structured log line per request, size limit, headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inspection_hub.errors import PROBLEM_BASE
+from inspection_hub.kit.context import request_id_var
+
+log = logging.getLogger("inspection_hub.request")
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        b"script-src 'self'; frame-ancestors 'none'",
+    ),
+]
+
+
+class RequestContextMiddleware:
+    """Assigns a request id, refuses oversized bodies by Content-Length, logs once."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, docs_paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.docs_paths = docs_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        status = 500
+        path: str = scope["path"]
+
+        declared = headers.get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            body = json.dumps(
+                {
+                    "type": PROBLEM_BASE + "payload-too-large",
+                    "title": "Payload too large",
+                    "status": 413,
+                    "detail": f"The body exceeds the limit of {self.max_body} bytes.",
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            request_id_var.reset(token)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                extra: list[Any] = [(b"x-request-id", rid.encode())]
+                if not path.startswith(self.docs_paths):
+                    extra.extend(SECURITY_HEADERS)
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": path,
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "request_id": rid,
+                },
+            )
+            request_id_var.reset(token)
