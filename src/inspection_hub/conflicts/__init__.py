@@ -1,0 +1,1 @@
+"""Conflict detection: repeat, mergeable, cap, inspector and no-disturb rules."""
