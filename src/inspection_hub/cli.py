@@ -18,7 +18,9 @@ from inspection_hub.logging_setup import configure_logging
 app = typer.Typer(help="inspection-hub: caps repeat inspections of enterprises (双随机、一公开).")
 token_app = typer.Typer(help="Bearer tokens for machines and people.")
 audit_app = typer.Typer(help="The hash-chained audit trail.")
+user_app = typer.Typer(help="People who sign in to the pages.")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 
 T = TypeVar("T")
@@ -168,6 +170,38 @@ def token_create(
         _err(f"error: {exc.detail}")
         raise typer.Exit(code=2) from None
     sys.stdout.write(token + "\n")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    name: Annotated[str, typer.Option(help="The person's username")],
+) -> None:
+    """Set a person's sign-in password (read from stdin, or prompted twice on a terminal)."""
+    from inspection_hub.auth.service import set_password
+    from inspection_hub.errors import AppError
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+
+    async def work(session: Any) -> None:
+        await set_password(session, None, username=name, password=password)
+
+    try:
+        _run_with_session(settings, url, work)
+    except AppError as exc:
+        _err(f"error: {exc.detail}")
+        for e in exc.errors or []:
+            _err(f"  {e.get('field')}: {e.get('detail')}")
+        raise typer.Exit(code=2) from None
+    _err(f"password set for {name}")
 
 
 @audit_app.command("verify")

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     allow_private_callback_urls: bool = False
     webhook_timeout_seconds: float = 15.0
     decision_working_days: int = 3
+    web_session_idle_minutes: int = 30
+    web_session_absolute_hours: int = 8
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
 
     @classmethod
     def settings_customise_sources(
