@@ -40,7 +40,8 @@ async def test_admin_creates_a_person_who_can_then_sign_in(
         user = (
             await session.execute(select(UserAccount).where(UserAccount.username == "chen.jie"))
         ).scalar_one()
-        assert user.password_hash and user.password_hash.startswith("$argon2id$")
+        assert user.password_hash is not None
+        assert user.password_hash.startswith("$argon2id$")
         assert verify_password(user.password_hash, "a-long-enough-secret")
         assert not verify_password(user.password_hash, "wrong")
     # the same username twice is a conflict; a weak password a 422 naming the field
