@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -128,6 +128,10 @@ async def sign_in(tab: Page, username: str, password: str = PASSWORD) -> None:
     await tab.wait_for_load_state()
 
 
-def text_of(html: Any) -> str:
-    """Helper for assertions on page text."""
-    return str(html)
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+async def shot(tab: Page, name: str) -> None:
+    """Save a full-page screenshot to docs/screenshots/<name>.png (shown in the README)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await tab.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

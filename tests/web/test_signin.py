@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inspection_hub.auth.models import UserAccount
 from inspection_hub.web.models import WebSession
-from tests.web.conftest import sign_in
+from tests.web.conftest import shot, sign_in
 
 MakePerson = Callable[..., Awaitable[str]]
 
@@ -24,6 +24,7 @@ async def test_sign_in_redirects_back_and_sets_a_safe_cookie(
     assert response is not None
     assert "/login" in tab.url
     assert await tab.locator("html").get_attribute("lang") == "zh-Hans"
+    await shot(tab, "login")
     await tab.get_by_label("用户名").fill("li.na")
     await tab.get_by_label("密码").fill("correct-horse-battery")
     await tab.get_by_role("button", name="登录").click()

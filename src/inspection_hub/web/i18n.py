@@ -8,11 +8,14 @@ Catalogues live in `translations/<locale>/LC_MESSAGES/messages.po` and are compi
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from inspection_hub.kit.timeutil import LOCAL_TZ
 
 WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"
@@ -54,8 +57,16 @@ def environment(locale: str) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["local_time"] = local_time
     env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     return env
+
+
+def local_time(value: datetime | None) -> str:
+    """An instant as the district's local time, to the minute."""
+    if value is None:
+        return ""
+    return value.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
 
 
 def extract() -> None:
