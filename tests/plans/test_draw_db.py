@@ -40,9 +40,7 @@ async def test_draw_end_to_end_verify_export_and_tamper(
 ) -> None:
     rows = await import_enterprises(client, admin, 300)
     start = date(this_year(), 1, 1)
-    eligible = [
-        r for r in rows if add_months(date.fromisoformat(r["established_on"]), 6) <= start
-    ]
+    eligible = [r for r in rows if add_months(date.fromisoformat(r["established_on"]), 6) <= start]
     valid = await add_inspectors(client, admin, "SCJG", 6)
     lapsed = await add_inspectors(
         client, admin, "SCJG", 3, valid_until=date(this_year(), 3, 1), prefix="old"
@@ -77,10 +75,13 @@ async def test_draw_end_to_end_verify_export_and_tamper(
     assert max(loads.values()) <= 20
 
     async with sessionmaker() as s:
-        assert await _count(s, "SELECT count(*) FROM event WHERE type = 'inspection.scheduled'") == 20
+        assert (
+            await _count(s, "SELECT count(*) FROM event WHERE type = 'inspection.scheduled'") == 20
+        )
         assert await _count(s, "SELECT count(*) FROM event WHERE type = 'draw.completed'") == 1
         seqs = await _count(
-            s, "SELECT count(*) FROM event WHERE type = 'inspection.scheduled' AND aggregate_seq = 1"
+            s,
+            "SELECT count(*) FROM event WHERE type = 'inspection.scheduled' AND aggregate_seq = 1",
         )
         assert seqs == 20
         payload = (
@@ -182,7 +183,7 @@ async def test_exemptions_are_honoured(
     policy = (Path(settings.policy_path())).read_text(encoding="utf-8")
     policy += (
         f'\n[[versions.exemptions.no_disturb]]\nuscc = "{quiet_one}"\n'
-        f"from_date = {y}-01-01\nto_date = {y}-12-31\nreason = \"重点项目建设期\"\n"
+        f'from_date = {y}-01-01\nto_date = {y}-12-31\nreason = "重点项目建设期"\n'
     )
     custom = tmp_path / "policy.toml"
     custom.write_text(policy, encoding="utf-8")

@@ -62,9 +62,7 @@ async def test_lifecycle_commitment_seed_secret_and_409s(
             ).scalars()
         )
         audits = (
-            await s.execute(
-                text("SELECT count(*) FROM audit_log WHERE object_type = 'plan'")
-            )
+            await s.execute(text("SELECT count(*) FROM audit_log WHERE object_type = 'plan'"))
         ).scalar_one()
     assert types == ["plan.created", "plan.submitted"]
     assert audits == 2
@@ -139,7 +137,9 @@ async def test_joint_plan_rules_and_scoping(
 ) -> None:
     scjg = await make_headers("scheduler", "SCJG")
     yjgl = await make_headers("scheduler", "YJGL")
-    await client.post("/v1/agencies", json={"code": "ZJJ", "name": "住建局"}, headers=await make_headers("admin"))
+    await client.post(
+        "/v1/agencies", json={"code": "ZJJ", "name": "住建局"}, headers=await make_headers("admin")
+    )
     zjj = await make_headers("scheduler", "ZJJ")
 
     # a joint plan the caller is not part of
@@ -180,6 +180,10 @@ async def test_joint_plan_rules_and_scoping(
     assert [p["id"] for p in listed["items"]] == [plan["id"]]
     assert (await client.get("/v1/plans?agency=SCJG", headers=zjj)).status_code == 403
     approver = await make_headers("approver", "SCJG")
-    r = await client.post("/v1/plans", json={"year": this_year(), "title": "x", "items": [item(["SCJG-001"])]}, headers=approver)
+    r = await client.post(
+        "/v1/plans",
+        json={"year": this_year(), "title": "x", "items": [item(["SCJG-001"])]},
+        headers=approver,
+    )
     assert r.status_code == 403
     _ = whole_year

@@ -397,7 +397,7 @@ async def _details(
         )
         .order_by(Inspector.id)
     )
-    for link, person in rows.tuples():
+    for link, person in rows:
         people[link.inspection_id].append((link, person))
     return matters, people
 
