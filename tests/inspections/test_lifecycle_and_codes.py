@@ -56,7 +56,8 @@ async def test_lifecycle_409_412_and_certificates(
     r = await client.post(f"/v1/inspections/{iid}/start", headers={**h, "If-Match": '"9"'})
     assert r.status_code == 412
     r = await client.post(f"/v1/inspections/{iid}/start", headers={**h, "If-Match": '"1"'})
-    assert r.status_code == 200 and r.json()["status"] == "in_progress"
+    assert r.status_code == 200
+    assert r.json()["status"] == "in_progress"
     assert (await client.post(f"/v1/inspections/{iid}/start", headers=h)).status_code == 409
     assert (await client.post(f"/v1/inspections/{iid}/cancel", headers=h)).status_code == 409
 
@@ -92,7 +93,8 @@ async def test_lifecycle_409_412_and_certificates(
     )
     assert r.status_code == 200, r.text
     done = r.json()
-    assert done["status"] == "completed" and done["outcome"] == "penalized"
+    assert done["status"] == "completed"
+    assert done["outcome"] == "penalized"
     assert {p["id"] for p in done["inspectors"] if p["present"]} == {ids[0], ids[1]}
     assert (
         await client.post(f"/v1/inspections/{iid}/complete", json=body, headers=h)
@@ -101,7 +103,8 @@ async def test_lifecycle_409_412_and_certificates(
     r = await client.post(
         f"/v1/inspections/{second['id']}/cancel", json={"reason": "企业已注销"}, headers=h
     )
-    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert r.status_code == 200
+    assert r.json()["status"] == "cancelled"
 
     # scoping: another agency's scheduler sees nothing and may touch nothing
     other = await make_headers("scheduler", "YJGL")
@@ -116,11 +119,14 @@ async def test_lifecycle_409_412_and_certificates(
         completed = await _events(s, "inspection.completed")
         assert len(completed) == 1
         p = completed[0]
-        assert p["enterprise"] == first["enterprise_uscc"] and p["agency"] == "SCJG"
-        assert p["agencies"] == ["SCJG"] and p["kind"] == "planned"
+        assert p["enterprise"] == first["enterprise_uscc"]
+        assert p["agency"] == "SCJG"
+        assert p["agencies"] == ["SCJG"]
+        assert p["kind"] == "planned"
         assert p["visit_date"] == local_today().isoformat()
         assert p["inspectors_present"] == [ids[0], ids[1]]
-        assert p["outcome"] == "penalized" and p["plan_id"] == plan["id"]
+        assert p["outcome"] == "penalized"
+        assert p["plan_id"] == plan["id"]
         assert "check_request_id" in p
         assert len(await _events(s, "inspection.cancelled")) == 1
         assert len(await _events(s, "inspection.started")) == 1
@@ -128,10 +134,12 @@ async def test_lifecycle_409_412_and_certificates(
     # enterprise view with count and cap
     r = await client.get(f"/v1/enterprises/{first['enterprise_uscc']}/inspections", headers=other)
     view = r.json()
-    assert view["count"] == 1 and view["year"] == this_year()
+    assert view["count"] == 1
+    assert view["year"] == this_year()
     assert view["cap"] == {"A": 1, "B": 2, "C": 3, "D": 6}[view["risk_class"]]
     r = await client.get(f"/v1/enterprises/{second['enterprise_uscc']}/inspections", headers=h)
-    assert r.json()["count"] == 0 and len(r.json()["items"]) == 1
+    assert r.json()["count"] == 0
+    assert len(r.json()["items"]) == 1
 
     # public disclosure: nothing until published, then only completed ones, no private text
     assert (await client.get("/public/v1/inspections")).json()["items"] == []
@@ -139,8 +147,10 @@ async def test_lifecycle_409_412_and_certificates(
     pub = (await client.get(f"/public/v1/inspections?year={this_year()}&agency=SCJG")).json()
     assert [i["inspection_id"] for i in pub["items"]] == [iid]
     row = pub["items"][0]
-    assert row["outcome"] == "penalized" and row["enterprise_name"]
-    assert "outcome_text" not in row and "inspectors" not in row
+    assert row["outcome"] == "penalized"
+    assert row["enterprise_name"]
+    assert "outcome_text" not in row
+    assert "inspectors" not in row
 
 
 async def test_codes_valid_forged_expired_cancelled_and_scan(
@@ -156,24 +166,29 @@ async def test_codes_valid_forged_expired_cancelled_and_scan(
     r = await client.get(f"/public/v1/inspection-codes/{code}")
     assert r.status_code == 200, r.text
     shown = r.json()
-    assert shown["agency_name"] == "区市场监管局" and shown["status"] == "scheduled"
+    assert shown["agency_name"] == "区市场监管局"
+    assert shown["status"] == "scheduled"
     assert shown["matters"][0]["code"] == "SCJG-001"
     assert len(shown["inspectors"]) == 2
     assert all(p["certificate_no"].startswith("SCJG-") for p in shown["inspectors"])
 
     png = await client.get(f"/v1/inspections/{items[0]['id']}/code.png", headers=h)
-    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.status_code == 200
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
     svg = await client.get(f"/v1/inspections/{items[0]['id']}/code.svg", headers=h)
-    assert svg.status_code == 200 and "<svg" in svg.text
+    assert svg.status_code == 200
+    assert "<svg" in svg.text
 
     # scan: first scan marks the start, the second changes nothing
     r = await client.post(f"/public/v1/inspection-codes/{code}/scan")
     assert r.status_code == 200, r.text
     first = r.json()
-    assert first["first_scan"] is True and first["status"] == "in_progress"
+    assert first["first_scan"] is True
+    assert first["status"] == "in_progress"
     r = await client.post(f"/public/v1/inspection-codes/{code}/scan")
     again = r.json()
-    assert again["first_scan"] is False and again["started_at"] == first["started_at"]
+    assert again["first_scan"] is False
+    assert again["started_at"] == first["started_at"]
     assert again["code_scanned_at"] == first["code_scanned_at"]
 
     # forged: a code signed by another key; and a tampered signature
@@ -185,7 +200,8 @@ async def test_codes_valid_forged_expired_cancelled_and_scan(
         window_end=date(this_year(), 12, 31),
     )
     r = await client.get(f"/public/v1/inspection-codes/{stranger}")
-    assert r.status_code == 404 and "检查码无效" in r.json()["detail"]
+    assert r.status_code == 404
+    assert "检查码无效" in r.json()["detail"]
     payload, sig = items[1]["code"].split(".")
     flipped = payload + "." + ("A" if sig[0] != "A" else "B") + sig[1:]
     r = await client.get(f"/public/v1/inspection-codes/{flipped}")
@@ -202,12 +218,14 @@ async def test_codes_valid_forged_expired_cancelled_and_scan(
         window_end=date(this_year() - 2, 3, 1),
     )
     r = await client.get(f"/public/v1/inspection-codes/{old}")
-    assert r.status_code == 410 and "过期" in r.json()["detail"]
+    assert r.status_code == 410
+    assert "过期" in r.json()["detail"]
 
     # cancelled
     await client.post(f"/v1/inspections/{items[2]['id']}/cancel", headers=h)
     r = await client.get(f"/public/v1/inspection-codes/{items[2]['code']}")
-    assert r.status_code == 410 and "已取消" in r.json()["detail"]
+    assert r.status_code == 410
+    assert "已取消" in r.json()["detail"]
     r = await client.post(f"/public/v1/inspection-codes/{items[2]['code']}/scan")
     assert r.status_code == 410
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -50,10 +51,12 @@ async def test_draw_end_to_end_verify_export_and_tamper(
     drawn = await submit_and_draw(client, h, plan["id"])
     assert drawn["status"] == "drawn"
     it = drawn["items"][0]
-    assert it["seed"] and it["draw_id"]
+    assert it["seed"]
+    assert it["draw_id"]
 
     draw = (await client.get(f"/v1/draws/{it['draw_id']}", headers=h)).json()
-    assert draw["seed"] == it["seed"] and draw["seed_commitment"] == it["seed_commitment"]
+    assert draw["seed"] == it["seed"]
+    assert draw["seed_commitment"] == it["seed_commitment"]
     assert sum(draw["population_size"].values()) == len(eligible)
     assert sum(draw["sample_size"].values()) == 20
     selected = {e["uscc"] for rc in "ABCD" for e in draw["result"]["selected"][rc]}
@@ -64,9 +67,13 @@ async def test_draw_end_to_end_verify_export_and_tamper(
     ).json()["items"]
     assert {i["enterprise_uscc"] for i in inspections} == selected
     for i in inspections:
-        assert i["status"] == "scheduled" and i["kind"] == "planned" and i["code"]
+        assert i["status"] == "scheduled"
+        assert i["kind"] == "planned"
+        assert i["code"]
         ids = {p["id"] for p in i["inspectors"]}
-        assert len(ids) == 2 and ids <= set(valid) and not ids & set(lapsed)
+        assert len(ids) == 2
+        assert ids <= set(valid)
+        assert not ids & set(lapsed)
         assert i["code_url"].endswith(f"/public/v1/inspection-codes/{i['code']}")
     loads: dict[int, int] = {}
     for i in inspections:
@@ -89,8 +96,10 @@ async def test_draw_end_to_end_verify_export_and_tamper(
                 text("SELECT payload FROM event WHERE type = 'inspection.scheduled' LIMIT 1")
             )
         ).scalar_one()
-        assert payload["plan_id"] == plan["id"] and payload["agencies"] == ["SCJG"]
-        assert payload["categories"] == ["food_safety"] and len(payload["inspectors"]) == 2
+        assert payload["plan_id"] == plan["id"]
+        assert payload["agencies"] == ["SCJG"]
+        assert payload["categories"] == ["food_safety"]
+        assert len(payload["inspectors"]) == 2
 
     r = await client.get(f"/v1/draws/{it['draw_id']}/verify", headers=h)
     assert r.json() == {"match": True, "differences": []}
@@ -99,15 +108,19 @@ async def test_draw_end_to_end_verify_export_and_tamper(
     good = tmp_path / "draw.json"
     good.write_text(json.dumps(export), encoding="utf-8")
     cmd = [sys.executable, "-m", "inspection_hub.cli", "draw", "verify"]
-    env_path = str(Path(__file__).resolve().parents[2] / "src")
+    env_path = str(Path(__file__).resolve().parents[2] / "src")  # noqa: ASYNC240 - test setup
     env = {"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"}
-    ok = subprocess.run([*cmd, str(good)], capture_output=True, text=True, env=env, check=False)
+    ok = await asyncio.to_thread(
+        subprocess.run, [*cmd, str(good)], capture_output=True, text=True, env=env, check=False
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "match" in ok.stdout
     export["population"][0][1] = "D" if export["population"][0][1] != "D" else "A"
     bad = tmp_path / "tampered.json"
     bad.write_text(json.dumps(export), encoding="utf-8")
-    ko = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, env=env, check=False)
+    ko = await asyncio.to_thread(
+        subprocess.run, [*cmd, str(bad)], capture_output=True, text=True, env=env, check=False
+    )
     assert ko.returncode == 1
     assert "population digest mismatch" in ko.stdout
 
@@ -126,7 +139,8 @@ async def test_draw_end_to_end_verify_export_and_tamper(
 
     # publish; the public sees the plan and the draw
     r = await client.post(f"/v1/plans/{plan['id']}/publish", headers=h)
-    assert r.status_code == 200 and r.json()["status"] == "published"
+    assert r.status_code == 200
+    assert r.json()["status"] == "published"
     pub = (await client.get(f"/public/v1/plans?year={this_year()}")).json()["items"]
     assert [p["id"] for p in pub] == [plan["id"]]
     assert (await client.get(f"/public/v1/draws/{it['draw_id']}")).json()["seed"] == it["seed"]
@@ -180,7 +194,7 @@ async def test_exemptions_are_honoured(
             text("UPDATE enterprise SET established_on = :d WHERE uscc = :u"),
             {"d": date(y, 4, 1), "u": new_one},
         )
-    policy = (Path(settings.policy_path())).read_text(encoding="utf-8")
+    policy = (Path(settings.policy_path())).read_text(encoding="utf-8")  # noqa: ASYNC240 - test setup
     policy += (
         f'\n[[versions.exemptions.no_disturb]]\nuscc = "{quiet_one}"\n'
         f'from_date = {y}-01-01\nto_date = {y}-12-31\nreason = "重点项目建设期"\n'
@@ -247,10 +261,12 @@ async def test_joint_plan_draws_joint_inspections(
     items = (await client.get(f"/v1/inspections?plan_id={plan['id']}", headers=h)).json()["items"]
     assert len(items) == 8
     for i in items:
-        assert i["kind"] == "joint" and i["agency_code"] == "YJGL"
+        assert i["kind"] == "joint"
+        assert i["agency_code"] == "YJGL"
         assert i["agencies"] == ["SCJG", "YJGL"]
         ids = {p["id"] for p in i["inspectors"]}
-        assert ids & scjg and ids & yjgl
+        assert ids & scjg
+        assert ids & yjgl
         assert {m["code"] for m in i["matters"]} == {"SCJG-001", "YJGL-001"}
     other = await make_headers("scheduler", "SCJG")
     seen = (await client.get(f"/v1/inspections?plan_id={plan['id']}", headers=other)).json()

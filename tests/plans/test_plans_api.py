@@ -169,7 +169,8 @@ async def test_joint_plan_rules_and_scoping(
     plan = await create_plan(
         client, scjg, [item(["SCJG-001", "YJGL-001"])], agencies=["SCJG", "YJGL"]
     )
-    assert plan["joint"] is True and plan["agency_code"] == "SCJG"
+    assert plan["joint"] is True
+    assert plan["agency_code"] == "SCJG"
     # both agencies see it; a third does not
     assert (await client.get(f"/v1/plans/{plan['id']}", headers=yjgl)).status_code == 200
     assert (await client.get(f"/v1/plans/{plan['id']}", headers=zjj)).status_code == 404
