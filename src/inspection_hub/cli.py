@@ -20,6 +20,8 @@ token_app = typer.Typer(help="Bearer tokens for machines and people.")
 audit_app = typer.Typer(help="The hash-chained audit trail.")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+draw_app = typer.Typer(help="Verifiable draws (双随机抽取).")
+app.add_typer(draw_app, name="draw")
 
 T = TypeVar("T")
 
@@ -182,6 +184,33 @@ def audit_verify() -> None:
         typer.echo(f"audit chain OK: {report.rows} rows verified")
         return
     typer.echo(f"audit chain BROKEN at row {report.first_broken_id}: {report.reason}")
+    raise typer.Exit(code=1)
+
+
+@draw_app.command("verify")
+def draw_verify(
+    path: Annotated[Path, typer.Argument(help="A draw export (GET /v1/draws/{id}/export)")],
+) -> None:
+    """Re-run an exported draw offline; print match or every difference (exit 0 / 1)."""
+    import json
+
+    from inspection_hub.plans.draw import verify_export
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _err(f"error: cannot read {path}: {exc}")
+        raise typer.Exit(code=1) from None
+    if not isinstance(data, dict):
+        _err(f"error: {path} is not a draw export")
+        raise typer.Exit(code=1)
+    outcome = verify_export(data)
+    if outcome.match:
+        typer.echo(f"match: the draw in {path} recomputes exactly (seed matches its commitment)")
+        return
+    typer.echo(f"MISMATCH: {len(outcome.differences)} difference(s) in {path}:")
+    for line in outcome.differences:
+        typer.echo(f"  - {line}")
     raise typer.Exit(code=1)
 
 
