@@ -126,8 +126,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     body = make_csv(args.rows, args.seed)
-    print(f"generated {args.rows} rows, {len(body) / 1e6:.1f} MB CSV in "
-          f"{time.perf_counter() - t0:.1f} s")
+    print(
+        f"generated {args.rows} rows, {len(body) / 1e6:.1f} MB CSV in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
 
     async def create_db() -> None:
         conn = await asyncpg.connect(admin_dsn)
@@ -165,9 +167,22 @@ def main() -> None:
         )
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "inspection_hub.main:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
-                "--http", "httptools", "--no-access-log", "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "inspection_hub.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
             ],
             env=env,
         )
@@ -182,10 +197,7 @@ def main() -> None:
                 elapsed = time.perf_counter() - started
                 if r.status_code != 200:
                     raise SystemExit(f"import failed: {r.status_code} {r.text[:500]}")
-                print(
-                    f"{label}: {r.json()} in {elapsed:.2f} s = "
-                    f"{args.rows / elapsed:,.0f} rows/s"
-                )
+                print(f"{label}: {r.json()} in {elapsed:.2f} s = {args.rows / elapsed:,.0f} rows/s")
         stored = asyncio.run(count_rows(dsn))
         peak = peak_rss_mb(proc.pid)
         print(f"enterprises stored: {stored}")

@@ -18,7 +18,8 @@ def assert_problem(r: httpx.Response, status: int, type_suffix: str) -> dict:  #
     body = r.json()
     assert body["type"].endswith("/" + type_suffix)
     assert body["status"] == status
-    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
     assert "Traceback" not in r.text
     return body  # type: ignore[no-any-return]
 
@@ -33,7 +34,9 @@ async def test_create_and_list_agencies(client: httpx.AsyncClient, admin: dict[s
     assert [a["code"] for a in r.json()] == ["SCJG", "YJGL"]
 
 
-async def test_duplicate_agency_code_is_409(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+async def test_duplicate_agency_code_is_409(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
     body = {"code": "SCJG", "name": "区市场监管局"}
     assert (await client.post("/v1/agencies", json=body, headers=admin)).status_code == 201
     r = await client.post("/v1/agencies", json={**body, "name": "again"}, headers=admin)

@@ -58,7 +58,8 @@ async def test_filters(client: httpx.AsyncClient, admin: dict[str, str], make_he
     assert sorted(seen) == sorted(e["uscc"] for e in data if e["district_code"] == district)
     seen, _ = await walk(client, admin, {"industry": "f52", "limit": 7})
     expected = sorted(e["uscc"] for e in data if e["industry_code"].startswith("F52"))
-    assert expected and sorted(seen) == expected
+    assert expected
+    assert sorted(seen) == expected
     seen, _ = await walk(client, admin, {"risk_class": "D", "district": district})
     assert sorted(seen) == sorted(
         e["uscc"] for e in data if e["risk_class"] == "D" and e["district_code"] == district
@@ -104,7 +105,8 @@ async def test_patch_keeps_risk_history_and_if_match(
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["type"].endswith("/precondition-failed")
     after = (await client.get(f"/v1/enterprises/{uscc}", headers=admin)).json()
-    assert after["name"] == before["name"] and after["version"] == 2
+    assert after["name"] == before["name"]
+    assert after["version"] == 2
 
     r = await client.patch(
         f"/v1/enterprises/{uscc}", json={"name": "改名"}, headers={**admin, "If-Match": "abc"}

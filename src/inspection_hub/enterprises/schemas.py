@@ -30,7 +30,7 @@ _USCC_CANONICAL = re.compile(r"\d{8}[0-9A-HJ-NPQRTUWXY]{10}")
 def _canonical_uscc_ok(code: str) -> bool:
     """The GB 32100-2015 check for a code already in canonical form (the import's hot path)."""
     index = _USCC_INDEX
-    total = sum(index[c] * w for c, w in zip(code, _USCC_WEIGHTS))
+    total = sum(index[c] * w for c, w in zip(code, _USCC_WEIGHTS, strict=False))
     return code[17] == _USCC_ALPHABET[(31 - total) % 31]
 
 
