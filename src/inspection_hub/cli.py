@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -74,6 +75,10 @@ def _hold_data_dir_lock(settings: Settings) -> Any:
     return fh
 
 
+def _exit_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
@@ -104,6 +109,10 @@ def serve(
     where = "embedded PostgreSQL in " + str(settings.data_dir) if lock else "external database"
     bind = f"http://{host or settings.host}:{port or settings.port}"
     _err(f"inspection-hub serving on {bind} ({where})")
+    # uvicorn shuts down gracefully, then re-raises the signal to the handler found before it;
+    # exiting through SystemExit (not the default kill) lets atexit stop the embedded server.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_quietly)
     uvicorn.run(
         application,
         host=host or settings.host,
