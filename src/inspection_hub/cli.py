@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +23,8 @@ user_app = typer.Typer(help="People who sign in to the pages.")
 app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
+draw_app = typer.Typer(help="Verifiable draws (双随机抽取).")
+app.add_typer(draw_app, name="draw")
 
 T = TypeVar("T")
 
@@ -74,6 +77,10 @@ def _hold_data_dir_lock(settings: Settings) -> Any:
     return fh
 
 
+def _exit_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
@@ -104,6 +111,10 @@ def serve(
     where = "embedded PostgreSQL in " + str(settings.data_dir) if lock else "external database"
     bind = f"http://{host or settings.host}:{port or settings.port}"
     _err(f"inspection-hub serving on {bind} ({where})")
+    # uvicorn shuts down gracefully, then re-raises the signal to the handler found before it;
+    # exiting through SystemExit (not the default kill) lets atexit stop the embedded server.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_quietly)
     uvicorn.run(
         application,
         host=host or settings.host,
@@ -216,6 +227,33 @@ def audit_verify() -> None:
         typer.echo(f"audit chain OK: {report.rows} rows verified")
         return
     typer.echo(f"audit chain BROKEN at row {report.first_broken_id}: {report.reason}")
+    raise typer.Exit(code=1)
+
+
+@draw_app.command("verify")
+def draw_verify(
+    path: Annotated[Path, typer.Argument(help="A draw export (GET /v1/draws/{id}/export)")],
+) -> None:
+    """Re-run an exported draw offline; print match or every difference (exit 0 / 1)."""
+    import json
+
+    from inspection_hub.plans.draw import verify_export
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _err(f"error: cannot read {path}: {exc}")
+        raise typer.Exit(code=1) from None
+    if not isinstance(data, dict):
+        _err(f"error: {path} is not a draw export")
+        raise typer.Exit(code=1)
+    outcome = verify_export(data)
+    if outcome.match:
+        typer.echo(f"match: the draw in {path} recomputes exactly (seed matches its commitment)")
+        return
+    typer.echo(f"MISMATCH: {len(outcome.differences)} difference(s) in {path}:")
+    for line in outcome.differences:
+        typer.echo(f"  - {line}")
     raise typer.Exit(code=1)
 
 

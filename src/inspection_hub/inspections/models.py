@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,6 +34,8 @@ class Inspection(Base):
         Index("ix_inspection_id", "id"),
         Index("ix_inspection_enterprise_window", "enterprise_uscc", "window_start"),
         Index("ix_inspection_agency_year_status", "agency_code", "year", "status"),
+        Index("ix_inspection_plan_id", "plan_id", postgresql_where=text("plan_id IS NOT NULL")),
+        Index("ix_inspection_year_status", "year", "status"),
     )
 
     enterprise_uscc: Mapped[str] = mapped_column(
