@@ -74,3 +74,10 @@ async def logout(p: AnyPage) -> Response:
 async def home(p: Official) -> Response:
     """The signed-in official's starting page: what their role can do."""
     return p.render("home.html")
+
+
+# each domain's pages (a module per domain, on that domain's services)
+from inspection_hub.web import pages_codes, pages_plans  # noqa: E402
+
+for _module in (pages_codes, pages_plans):
+    pages_router.include_router(_module.router)
