@@ -73,10 +73,13 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(autouse=True)
 async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Empty every table after each test that used the database."""
+    uses_db = "database_url" in request.fixturenames
+    factory: async_sessionmaker[AsyncSession] | None = (
+        request.getfixturevalue("sessionmaker") if uses_db else None
+    )
     yield
-    if "database_url" not in request.fixturenames:
+    if factory is None:
         return
-    factory: async_sessionmaker[AsyncSession] = request.getfixturevalue("sessionmaker")
     async with factory() as session:
         tables = (
             await session.execute(
