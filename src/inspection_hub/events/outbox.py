@@ -13,11 +13,15 @@ NOTIFY_CHANNEL = "inspection_hub_events"
 
 _INSERT = text(
     """
+    WITH prev AS (
+        SELECT aggregate_seq FROM event
+        WHERE aggregate_type = :agg_type AND aggregate_id = :agg_id
+        ORDER BY aggregate_seq DESC LIMIT 1
+    )
     INSERT INTO event (type, type_version, aggregate_type, aggregate_id, aggregate_seq,
                        enterprise_uscc, agency_codes, payload)
     VALUES (:type, :version, :agg_type, :agg_id,
-            COALESCE((SELECT max(aggregate_seq) FROM event
-                      WHERE aggregate_type = :agg_type AND aggregate_id = :agg_id), 0) + 1,
+            COALESCE((SELECT aggregate_seq FROM prev), 0) + 1,
             :uscc, CAST(:agencies AS varchar[]), CAST(:payload AS jsonb))
     RETURNING id
     """
