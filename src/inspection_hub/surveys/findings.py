@@ -76,9 +76,11 @@ async def record_findings_from(
                 f"""
             INSERT INTO {FINDINGS_TABLE} (enterprise_uscc, kind, finding_key, inspection_ids,
                                           agency_codes, detail)
-            SELECT q.enterprise_uscc, :kind, :kind || ':' || q.inspection_id || ':' || :rule,
+            SELECT q.enterprise_uscc, CAST(:kind AS varchar),
+                   CAST(:kind AS varchar) || ':' || q.inspection_id || ':'
+                       || CAST(:rule AS varchar),
                    ARRAY[q.inspection_id], ARRAY[q.agency_code]::varchar[],
-                   q.detail || jsonb_build_object('rule', :rule)
+                   q.detail || jsonb_build_object('rule', CAST(:rule AS varchar))
             FROM ({select_sql}) AS q(enterprise_uscc, inspection_id, agency_code, detail)
             ON CONFLICT (enterprise_uscc, finding_key) DO NOTHING
             RETURNING id, enterprise_uscc, inspection_ids, agency_codes, detail

@@ -22,7 +22,8 @@ RULES: dict[str, tuple[str, str]] = {
         "trace_check_failed",
         """
         SELECT i.enterprise_uscc, i.id, i.agency_code,
-               jsonb_build_object('certified_present', c.n, 'required', :min_inspectors,
+               jsonb_build_object('certified_present', c.n,
+                                  'required', CAST(:min_inspectors AS integer),
                                   'message', '到场持证执法人员不足 / fewer than the required '
                                   'certified inspectors present')
         FROM inspection i
@@ -31,7 +32,7 @@ RULES: dict[str, tuple[str, str]] = {
             JOIN inspector p ON p.id = ii.inspector_id
             WHERE ii.enterprise_uscc = i.enterprise_uscc AND ii.inspection_id = i.id
               AND ii.present IS TRUE AND p.certificate_valid_until >= i.visit_date) c
-        WHERE i.year = :year AND i.status = 'completed' AND c.n < :min_inspectors
+        WHERE i.year = :year AND i.status = 'completed' AND c.n < CAST(:min_inspectors AS integer)
         """,
     ),
     "visit_in_window": (
@@ -60,13 +61,13 @@ RULES: dict[str, tuple[str, str]] = {
         """
         SELECT i.enterprise_uscc, i.id, i.agency_code,
                jsonb_build_object('visit_date', i.visit_date, 'completed_at', i.completed_at,
-                                  'deadline_days', :outcome_days,
+                                  'deadline_days', CAST(:outcome_days AS integer),
                                   'message', '检查结果未按期录入 / outcome not recorded in time')
         """
         + _BASE
         + """ AND (i.outcome IS NULL OR i.completed_at IS NULL OR i.visit_date IS NULL
                    OR (i.completed_at AT TIME ZONE 'Asia/Shanghai')::date - i.visit_date
-                      > :outcome_days)""",
+                      > CAST(:outcome_days AS integer))""",
     ),
     "registered": (
         "unregistered_visit",
