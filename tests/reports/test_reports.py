@@ -11,8 +11,8 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import text
 
-from inspection_hub.reports.service import execution_report
 from inspection_hub.kit.synth import make_uscc
+from inspection_hub.reports.service import execution_report
 
 TODAY = date(2026, 7, 1)
 
@@ -30,18 +30,27 @@ INSPECTIONS = [
     (10, "YJGL", "e2", "planned", "completed", "2025-03-01", "2025-03-31", "penalized"),
 ]
 # (inspection id, status, discrepancies)
-SURVEYS = [(1, "answered", ["visit_denied"]), (5, "answered", []), (2, "expired", []),
-           (8, "pending", [])]  # fmt: skip
+SURVEYS = [
+    (1, "answered", ["visit_denied"]),
+    (5, "answered", []),
+    (2, "expired", []),
+    (8, "pending", []),
+]
 # (inspection id, kind, rule)
-FINDINGS = [(5, "trace_check_failed", "visit_in_window"),
-            (5, "unregistered_visit", "registered"),
-            (1, "survey_discrepancy", None)]  # fmt: skip
+FINDINGS = [
+    (5, "trace_check_failed", "visit_in_window"),
+    (5, "unregistered_visit", "registered"),
+    (1, "survey_discrepancy", None),
+]
 
 
 @pytest.fixture
 async def dataset(sessionmaker: Any, two_agencies: Any) -> dict[str, str]:
-    usccs = {"e1": make_uscc("350102", 901), "e2": make_uscc("350102", 902),
-             "e3": make_uscc("350102", 903)}  # fmt: skip
+    usccs = {
+        "e1": make_uscc("350102", 901),
+        "e2": make_uscc("350102", 902),
+        "e3": make_uscc("350102", 903),
+    }
     risk = {"e1": "A", "e2": "B", "e3": "B"}
     async with sessionmaker() as s, s.begin():
         for key, uscc in usccs.items():
@@ -70,7 +79,7 @@ async def dataset(sessionmaker: Any, two_agencies: Any) -> dict[str, str]:
                     "we": date.fromisoformat(we),
                     "o": outcome,
                     "vd": date.fromisoformat(ws),
-                },  # fmt: skip
+                },
             )
         ent_of = {i[0]: usccs[i[2]] for i in INSPECTIONS}
         agency_of = {i[0]: i[1] for i in INSPECTIONS}
@@ -131,8 +140,9 @@ async def test_scoping_csv_and_assessment(client: Any, dataset: Any, make_header
     scjg = await make_headers("scheduler", "SCJG")
     r = await client.get("/v1/reports/execution?year=2026", headers=scjg)
     assert [row["agency"] for row in r.json()["items"]] == ["SCJG"]
-    assert (await client.get("/v1/reports/execution?year=2026&agency=YJGL", headers=scjg)
-            ).status_code == 403  # fmt: skip
+    assert (
+        await client.get("/v1/reports/execution?year=2026&agency=YJGL", headers=scjg)
+    ).status_code == 403
     r = await client.get("/v1/reports/execution?year=2026", headers={**sup, "Accept": "text/csv"})
     assert r.headers["content-type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(r.text.lstrip("\ufeff"))))
