@@ -305,5 +305,20 @@ def import_file(
     typer.echo(f"created {created}, updated {updated}")
 
 
+@app.command("trace-check")
+def trace_check(
+    year: Annotated[int, typer.Option(help="Calendar year of the completed inspections")],
+) -> None:
+    """Run the trace checks (平台留痕核查) of a year's completed inspections; no duplicates."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    url = _database_url(settings)
+    from inspection_hub.surveys.trace import run_trace_checks
+
+    counts = _run_with_session(settings, url, lambda s: run_trace_checks(s, year))
+    for rule, n in counts.items():
+        typer.echo(f"{rule}: {n} new finding(s)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
