@@ -77,7 +77,7 @@ async def home(p: Official) -> Response:
 
 
 # each domain's pages (a module per domain, on that domain's services)
-from inspection_hub.web import pages_codes, pages_plans  # noqa: E402
+from inspection_hub.web import pages_codes, pages_plans, pages_surveys  # noqa: E402
 
-for _module in (pages_codes, pages_plans):
+for _module in (pages_codes, pages_plans, pages_surveys):
     pages_router.include_router(_module.router)
