@@ -15,8 +15,14 @@ from inspection_hub.web.i18n import LOCALES, TEMPLATES_DIR, TRANSLATIONS_DIR
 def _template_ids() -> set[str]:
     found = extract_from_dir(
         str(TEMPLATES_DIR),
-        method_map=[("**.html", "jinja2.ext:babel_extract")],
-        options_map={"**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks": "1"}},
+        method_map=[
+            ("**.html", "jinja2.ext:babel_extract"),
+            ("**.csv", "jinja2.ext:babel_extract"),
+        ],
+        options_map={
+            "**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks": "1"},
+            "**.csv": {"extensions": "jinja2.ext.i18n", "trim_blocks": "1"},
+        },
     )
     return {m[2] for m in found if isinstance(m[2], str)}
 

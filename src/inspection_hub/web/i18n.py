@@ -52,12 +52,13 @@ def environment(locale: str) -> Environment:
     """One Jinja environment per locale (translations installed once, shared safely)."""
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
-        autoescape=select_autoescape(["html", "xml"]),
+        autoescape=select_autoescape(["html", "xml"], default_for_string=True),
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.globals["local_time"] = local_time
+    env.filters["csv"] = csv_cell
     env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     return env
 
@@ -69,6 +70,14 @@ def local_time(value: datetime | None) -> str:
     return value.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
 
 
+def csv_cell(value: object) -> str:
+    """A value as one CSV cell (quoted when it holds a comma, quote or line break)."""
+    text = "" if value is None else str(value).strip()
+    if any(c in text for c in ',"\r\n'):
+        text = '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def extract() -> None:
     """Refresh the .po catalogues from the templates (keeps existing translations)."""
     from babel.messages.catalog import Catalog
@@ -76,8 +85,9 @@ def extract() -> None:
     from babel.messages.pofile import read_po, write_po
 
     template = Catalog(project="inspection-hub", domain=DOMAIN)
-    method_map = [("**.html", "jinja2.ext:babel_extract")]
-    options = {"**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks": "1"}}
+    method_map = [("**.html", "jinja2.ext:babel_extract"), ("**.csv", "jinja2.ext:babel_extract")]
+    opts = {"extensions": "jinja2.ext.i18n", "trim_blocks": "1"}
+    options = {"**.html": opts, "**.csv": opts}
     for filename, lineno, message, comments, context in extract_from_dir(
         str(TEMPLATES_DIR), method_map=method_map, options_map=options
     ):

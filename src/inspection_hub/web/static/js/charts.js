@@ -23,7 +23,8 @@
         plugins: { legend: { display: datasets.length > 1 } },
         scales: {
           x: { stacked: !!spec.stacked },
-          y: { stacked: !!spec.stacked, beginAtZero: true, ticks: { callback: tick } }
+          y: { stacked: !!spec.stacked, beginAtZero: true, suggestedMax: spec.percent ? 100 : undefined,
+               ticks: { callback: tick } }
         }
       }
     });
