@@ -1,4 +1,7 @@
-"""Execution report for one year with N inspections (COPY-generated): ``python -m bench.report_bench``."""
+"""Execution report for one year with N inspections (COPY-generated).
+
+Run: ``python -m bench.report_bench``.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,13 @@ import time
 from datetime import date, timedelta
 
 import asyncpg
+from tests.fixtures.database import TestDatabase
 
+from inspection_hub.config import Settings
 from inspection_hub.db.migrate import upgrade_to_head_async
 from inspection_hub.db.session import make_engine, make_sessionmaker
-from inspection_hub.config import Settings
 from inspection_hub.kit.synth import make_uscc
 from inspection_hub.reports.service import execution_report
-from tests.fixtures.database import TestDatabase
 
 AGENCIES = [f"AG{i:02d}" for i in range(20)]
 OUTCOMES = ["no_issue"] * 6 + ["rectification_ordered", "penalized", "referred"]
