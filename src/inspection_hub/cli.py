@@ -20,6 +20,8 @@ token_app = typer.Typer(help="Bearer tokens for machines and people.")
 audit_app = typer.Typer(help="The hash-chained audit trail.")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+policy_app = typer.Typer(help="The dated policy file (caps, windows, exemptions).")
+app.add_typer(policy_app, name="policy")
 
 T = TypeVar("T")
 
@@ -231,6 +233,24 @@ def import_file(
 
     created, updated = _run_with_session(settings, url, work)
     typer.echo(f"created {created}, updated {updated}")
+
+
+@policy_app.command("check")
+def policy_check(
+    file: Annotated[Path, typer.Argument(help="Policy file, e.g. config/policy.toml")],
+) -> None:
+    """Validate a policy file: exit 0 when valid, 1 listing every problem."""
+    from inspection_hub.policy import load_policy, validate_policy_file
+
+    problems = validate_policy_file(file)
+    if problems:
+        for problem in problems:
+            _err(f"error: {problem}")
+        raise typer.Exit(code=1)
+    book = load_policy(file)
+    for version in book.versions:
+        end = version.effective_to.isoformat() if version.effective_to else "open-ended"
+        typer.echo(f"ok: version {version.version} from {version.effective_from} to {end}")
 
 
 if __name__ == "__main__":  # pragma: no cover
