@@ -315,6 +315,7 @@ async def test_cap_exceeded_follows_risk_class_change(
     august = await schedule(
         sessionmaker, settings, uscc, "YJGL", ["YJGL-001"], date(2026, 8, 3), date(2026, 8, 7)
     )
+    last = await run_detector(sessionmaker, last)
     complaint = await schedule(
         sessionmaker,
         settings,
@@ -337,6 +338,7 @@ async def test_cap_exceeded_follows_risk_class_change(
     assert rows[august].detail["risk_class"] == "A"
     assert rows[august].detail["count"] == 2
     assert rows[august].detail["blocking"] is True
+    assert rows[complaint].detail["count"] == 3
     assert rows[complaint].detail["blocking"] is False  # counted, flagged, not blocked
     assert sorted(rows[august].agency_codes) == ["SCJG", "YJGL"]
     assert march not in rows
@@ -439,11 +441,13 @@ async def test_list_is_scoped_by_agency(
     assert [c["id"] for c in r.json()["items"]] == [merge]
     r = await client.get("/v1/conflicts", params={"limit": 1}, headers=supervisor)
     page = r.json()
-    assert len(page["items"]) == 1 and page["next_cursor"]
+    assert len(page["items"]) == 1
+    assert page["next_cursor"]
     r = await client.get(
         "/v1/conflicts", params={"limit": 1, "cursor": page["next_cursor"]}, headers=supervisor
     )
-    assert len(r.json()["items"]) == 1 and r.json()["items"][0]["id"] != page["items"][0]["id"]
+    assert len(r.json()["items"]) == 1
+    assert r.json()["items"][0]["id"] != page["items"][0]["id"]
 
     assert (
         await client.get("/v1/conflicts", params={"agency": "XFJY"}, headers=scjg)
@@ -504,7 +508,7 @@ async def test_resolve_rules(
 
     # cancelled: names one inspection of the finding, owned by the caller's agency.
     finding = next(r for r in await conflicts(sessionmaker) if r.id == repeat)
-    first, second = sorted(finding.inspection_ids)
+    _first, second = sorted(finding.inspection_ids)
     url = f"/v1/conflicts/{repeat}/resolve"
     r = await client.post(url, json={"resolution": "cancelled"}, headers=xfjy)
     assert r.status_code == 422
