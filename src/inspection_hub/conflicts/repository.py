@@ -28,7 +28,7 @@ _ENTERPRISE = text(
               FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc) AS since,
            (SELECT coalesce(array_agg(r.risk_class ORDER BY r.valid_from), '{}')
               FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc) AS classes
-    FROM enterprise e WHERE e.uscc = :uscc
+    FROM enterprise e WHERE e.uscc = CAST(:uscc AS bpchar)
     """
 )
 
@@ -47,7 +47,7 @@ _HISTORY = text(
     f"""
     SELECT {_FACT_COLUMNS}
     FROM inspection i
-    WHERE i.enterprise_uscc = :uscc AND i.window_start >= :since
+    WHERE i.enterprise_uscc = CAST(:uscc AS bpchar) AND i.window_start >= :since
     ORDER BY i.id
     """
 )
@@ -61,7 +61,7 @@ _BOOKINGS = text(
     WHERE (i.enterprise_uscc, i.id) IN (
         SELECT ii.enterprise_uscc, ii.inspection_id FROM inspection_inspector ii
         WHERE ii.inspector_id = ANY(CAST(:inspectors AS bigint[]))
-          AND ii.enterprise_uscc <> :uscc)
+          AND ii.enterprise_uscc <> CAST(:uscc AS bpchar))
       AND i.status IN ('scheduled', 'in_progress', 'completed')
       AND (i.visit_date = :day OR (i.visit_date IS NULL AND i.window_start = :day
                                    AND i.window_end = :day))
@@ -192,7 +192,8 @@ async def open_mergeable(session: AsyncSession, uscc: str) -> dict[int, frozense
     rows = (
         await session.execute(
             text(
-                "SELECT id, inspection_ids FROM conflict WHERE enterprise_uscc = :uscc "
+                "SELECT id, inspection_ids FROM conflict WHERE "
+                "enterprise_uscc = CAST(:uscc AS bpchar) "
                 "AND kind = 'mergeable' AND status = 'open'"
             ),
             {"uscc": uscc},
@@ -212,7 +213,7 @@ async def grow_mergeable(
                    agency_codes = CAST(:agencies AS varchar[]), detail = CAST(:detail AS jsonb),
                    lead_agency = :lead, policy_version = :policy, updated_at = now(),
                    version = version + 1
-            WHERE enterprise_uscc = :uscc AND id = :id AND status = 'open'
+            WHERE enterprise_uscc = CAST(:uscc AS bpchar) AND id = :id AND status = 'open'
             """
         ),
         {
@@ -242,7 +243,7 @@ async def resolve_system(
                 UPDATE conflict SET status = 'resolved', resolution = :resolution,
                        resolution_note = :note, resolved_by_name = 'system',
                        resolved_at = now(), updated_at = now(), version = version + 1
-                WHERE enterprise_uscc = :uscc AND id = ANY(CAST(:ids AS bigint[]))
+                WHERE enterprise_uscc = CAST(:uscc AS bpchar) AND id = ANY(CAST(:ids AS bigint[]))
                   AND status = 'open'
                 RETURNING id
                 """

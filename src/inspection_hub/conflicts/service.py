@@ -189,7 +189,8 @@ async def _record_mergeable(
         taken = (
             await session.execute(
                 text(
-                    "SELECT id FROM conflict WHERE enterprise_uscc = :u AND finding_key = :k "
+                    "SELECT id FROM conflict WHERE enterprise_uscc = CAST(:u AS bpchar) "
+                    "AND finding_key = :k "
                     "AND id <> :id"
                 ),
                 {"u": uscc, "k": finding.key, "id": decision.conflict_id},
@@ -233,7 +234,8 @@ async def settle_inspection_gone(
     rows = (
         await session.execute(
             text(
-                "SELECT id, kind, inspection_ids FROM conflict WHERE enterprise_uscc = :u "
+                "SELECT id, kind, inspection_ids FROM conflict "
+                "WHERE enterprise_uscc = CAST(:u AS bpchar) "
                 "AND status = 'open' AND inspection_ids @> ARRAY[CAST(:i AS bigint)]"
             ),
             {"u": uscc, "i": inspection_id},
@@ -406,7 +408,7 @@ async def _emit_resolved(
         await session.execute(
             text(
                 "SELECT id, kind, inspection_ids, agency_codes, resolution, resolution_note "
-                "FROM conflict WHERE enterprise_uscc = :u AND id = :id"
+                "FROM conflict WHERE enterprise_uscc = CAST(:u AS bpchar) AND id = :id"
             ),
             {"u": uscc, "id": conflict_id},
         )
@@ -512,7 +514,7 @@ async def resolve_conflict(
                 UPDATE conflict SET status = 'resolved', resolution = :resolution,
                        resolution_note = :note, resolved_by = :uid, resolved_by_name = :uname,
                        resolved_at = now(), updated_at = now(), version = version + 1
-                WHERE enterprise_uscc = :u AND id = :id AND status = 'open'
+                WHERE enterprise_uscc = CAST(:u AS bpchar) AND id = :id AND status = 'open'
                   AND version = :version
                 RETURNING id
                 """
@@ -645,7 +647,8 @@ async def propose_joint(
     pending = (
         await session.execute(
             text(
-                "SELECT id FROM joint_proposal WHERE enterprise_uscc = :u AND status = 'proposed' "
+                "SELECT id FROM joint_proposal WHERE enterprise_uscc = CAST(:u AS bpchar) "
+                "AND status = 'proposed' "
                 "AND inspection_ids && CAST(:ids AS bigint[])"
             ),
             {"u": uscc, "ids": ids},
@@ -901,7 +904,7 @@ async def _carry_out(
                 UPDATE conflict SET status = 'resolved', resolution = 'merged',
                        resolution_note = :note, resolved_by = :uid, resolved_by_name = :uname,
                        resolved_at = now(), updated_at = now(), version = version + 1
-                WHERE enterprise_uscc = :u AND status = 'open'
+                WHERE enterprise_uscc = CAST(:u AS bpchar) AND status = 'open'
                   AND ((kind = 'mergeable' AND inspection_ids && CAST(:ids AS bigint[]))
                     OR (kind = 'repeat' AND inspection_ids <@ CAST(:ids AS bigint[])))
                 RETURNING id
@@ -957,7 +960,8 @@ async def burden(session: AsyncSession, uscc: str, year: int, book: PolicyBook) 
                 """
                 SELECT agency_code, status, count(*) AS n
                 FROM inspection
-                WHERE enterprise_uscc = :u AND status = ANY(CAST(:statuses AS varchar[]))
+                WHERE enterprise_uscc = CAST(:u AS bpchar)
+                  AND status = ANY(CAST(:statuses AS varchar[]))
                   AND coalesce(visit_date, window_start) >= :start
                   AND coalesce(visit_date, window_start) <= :end
                 GROUP BY agency_code, status
