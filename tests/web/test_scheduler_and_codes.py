@@ -105,15 +105,20 @@ async def test_scheduler_sees_the_verified_draw_prints_codes_and_completes_an_in
 
     target = items[0]
     await tab.goto(f"/inspections/{target['id']}")
-    # nobody ticked as present: refused, with the reason in Chinese, nothing recorded
+    # nobody ticked as present, then only one: refused, the reason in Chinese, nothing recorded
     await tab.get_by_label("检查结果", exact=True).select_option("no_issue")
+    await tab.get_by_role("button", name="登记办结").click()
+    await tab.wait_for_load_state()
+    assert "须有相关部门至少两名持证执法人员到场" in await tab.inner_text("main")
+    first = target["inspectors"][0]
+    await tab.get_by_label(f"{first['name']}（{first['certificate_no']}）").check()
     await tab.get_by_role("button", name="登记办结").click()
     await tab.wait_for_load_state()
     assert "须有相关部门至少两名持证执法人员到场" in await tab.inner_text("main")
     r = await client.get(f"/v1/inspections/{target['id']}", headers=h)
     assert r.json()["status"] == "scheduled"
 
-    for person in target["inspectors"]:
+    for person in target["inspectors"]:  # the form kept the first tick
         await tab.get_by_label(f"{person['name']}（{person['certificate_no']}）").check()
     await tab.get_by_label("检查结果", exact=True).select_option("rectification_ordered")
     await tab.get_by_label("检查情况（选填）").fill("消防通道堆放杂物，已责令整改。")

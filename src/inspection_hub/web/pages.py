@@ -25,7 +25,6 @@ from inspection_hub.config import Settings
 from inspection_hub.db.deps import SessionDep
 from inspection_hub.errors import AppError, Forbidden
 from inspection_hub.web.i18n import HTML_LANG, environment, pick_locale
-from inspection_hub.web.models import WebSession
 from inspection_hub.web.sessions import resolve_session
 
 SESSION_COOKIE = "ih_session"
@@ -69,7 +68,7 @@ class Page:
     settings: Settings
     locale: str
     principal: Principal | None = None
-    web_session: WebSession | None = None
+    session_csrf: str | None = None  # copied out of the row: pages may roll back and re-render
     session_token: str | None = None
     anon_csrf: str = ""
     cookies: dict[str, tuple[str, int | None]] = field(default_factory=dict)
@@ -83,8 +82,8 @@ class Page:
     @property
     def csrf_token(self) -> str:
         """The token forms must echo: the session's, or the anonymous double-submit cookie's."""
-        if self.web_session is not None:
-            return self.web_session.csrf_token
+        if self.session_csrf is not None:
+            return self.session_csrf
         if not self.anon_csrf:
             self.anon_csrf = secrets.token_urlsafe(32)
             self.cookies[CSRF_COOKIE] = (self.anon_csrf, None)
@@ -100,8 +99,8 @@ class Page:
         data = await self.request.form()
         sent = data.get(CSRF_FIELD)
         expected = (
-            self.web_session.csrf_token
-            if self.web_session is not None
+            self.session_csrf
+            if self.session_csrf is not None
             else self.request.cookies.get(CSRF_COOKIE, "")
         )
         if (
@@ -179,7 +178,8 @@ async def _build_page(request: Request, session: AsyncSession) -> Page:
         if resolved is None:
             page.cookies[SESSION_COOKIE] = ("", None)
         else:
-            page.web_session, page.principal = resolved
+            web_session, page.principal = resolved
+            page.session_csrf = web_session.csrf_token
             page.session_token = token
             request.state.principal = page.principal
     request.state.page = page
@@ -215,7 +215,6 @@ def error_page(request: Request, exc: AppError) -> HTMLResponse:
         settings: Settings = request.app.state.settings
         locale = pick_locale(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
         current = Page(request=request, session=None, settings=settings, locale=locale)  # type: ignore[arg-type]
-        current.web_session = None
     return current.render(
         "error.html",
         status_code=exc.status,

@@ -79,10 +79,19 @@ async def home(p: Official) -> Response:
 # each domain's pages (a module per domain, on that domain's services)
 from inspection_hub.web import (  # noqa: E402
     pages_codes,
+    pages_conflicts,
     pages_dashboard,
+    pages_enterprises,
     pages_plans,
     pages_surveys,
 )
 
-for _module in (pages_codes, pages_dashboard, pages_plans, pages_surveys):
+for _module in (
+    pages_codes,
+    pages_conflicts,
+    pages_dashboard,
+    pages_enterprises,
+    pages_plans,
+    pages_surveys,
+):
     pages_router.include_router(_module.router)
