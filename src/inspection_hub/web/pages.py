@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inspection_hub.auth.deps import Authorize
+from inspection_hub.auth.deps import Authorize, Public
 from inspection_hub.auth.principal import Principal, Role
 from inspection_hub.config import Settings
 from inspection_hub.db.deps import SessionDep
@@ -186,26 +186,40 @@ async def _build_page(request: Request, session: AsyncSession) -> Page:
     return page
 
 
-async def page(request: Request, session: SessionDep) -> Page:
-    """Dependency: the Page of any route (signed in or not)."""
-    return await _build_page(request, session)
+class PublicPage(Public):
+    """Dependency of public pages (enterprise links, sign-in): the Page, signed in or not.
+
+    A `Public` rule, so the authorization matrix sees the route as deliberately open.
+    """
+
+    async def __call__(  # type: ignore[override]
+        self, request: Request, session: SessionDep
+    ) -> Page:
+        return await _build_page(request, session)
 
 
-def signed_in(*roles: Role) -> Callable[[Request, AsyncSession], Coroutine[Any, Any, Page]]:
-    """Dependency: the Page of a route for signed-in officials of the given roles (all if none)."""
-    rule = Authorize(roles or tuple(Role))
+class SignedInPage(Authorize):
+    """Dependency of official pages: the session's Principal, checked by the API's `Authorize`."""
 
-    async def dependency(request: Request, session: SessionDep) -> Page:
+    async def __call__(  # type: ignore[override]
+        self, request: Request, session: SessionDep
+    ) -> Page:
         current = await _build_page(request, session)
         if current.principal is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             if request.method != "GET":
                 target = "/"
             raise LoginRequired(target)
-        await rule(request, current.principal)
+        await Authorize.__call__(self, request, current.principal)
         return current
 
-    return dependency
+
+page = PublicPage()
+
+
+def signed_in(*roles: Role) -> SignedInPage:
+    """Dependency: the Page of a route for signed-in officials of the given roles (all if none)."""
+    return SignedInPage(roles or tuple(Role))
 
 
 def error_page(request: Request, exc: AppError) -> HTMLResponse:
