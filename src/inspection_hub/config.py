@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     allow_private_callback_urls: bool = False
     webhook_timeout_seconds: float = 15.0
     decision_working_days: int = 3
+    # Check requests (approvals): deadlines themselves come from the dated policy.
+    idempotency_ttl_hours: int = 24
+    idempotency_in_flight_seconds: int = 60
+    check_request_sweep_batch: int = 500
 
     @classmethod
     def settings_customise_sources(
