@@ -43,7 +43,7 @@ async def import_rows(
     )
     await raw.copy_records_to_table(
         "enterprise_import",
-        records=((r[c] for c in _COLUMNS) for r in rows),
+        records=[tuple(r[c] for c in _COLUMNS) for r in rows],
         columns=list(_COLUMNS),
     )
     today = local_today()

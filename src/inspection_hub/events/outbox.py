@@ -15,9 +15,10 @@ _INSERT = text(
     """
     INSERT INTO event (type, type_version, aggregate_type, aggregate_id, aggregate_seq,
                        enterprise_uscc, agency_codes, payload)
-    VALUES (:type, :version, :agg_type, :agg_id,
+    VALUES (:type, :version, CAST(:agg_type AS varchar), CAST(:agg_id AS varchar),
             COALESCE((SELECT max(aggregate_seq) FROM event
-                      WHERE aggregate_type = :agg_type AND aggregate_id = :agg_id), 0) + 1,
+                      WHERE aggregate_type = CAST(:agg_type AS varchar)
+                        AND aggregate_id = CAST(:agg_id AS varchar)), 0) + 1,
             :uscc, CAST(:agencies AS varchar[]), CAST(:payload AS jsonb))
     RETURNING id
     """
