@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 import httpx
 from sqlalchemy import text
@@ -45,7 +44,8 @@ async def test_submit_answers_pending_with_deadline_and_precheck(
     assert (
         await _count(
             sessionmaker,
-            "SELECT count(*) FROM audit_log WHERE action = 'check_request.submit' AND object_id = :i",
+            "SELECT count(*) FROM audit_log "
+            "WHERE action = 'check_request.submit' AND object_id = :i",
             i=str(body["id"]),
         )
         == 1
@@ -72,7 +72,8 @@ async def test_approve_creates_inspection_and_precheck_shows_history(
         row = (
             await s.execute(
                 text(
-                    "SELECT kind, status, check_request_id, basis, code FROM inspection WHERE id = :i"
+                    "SELECT kind, status, check_request_id, basis, code "
+                    "FROM inspection WHERE id = :i"
                 ),
                 {"i": iid},
             )
@@ -93,8 +94,10 @@ async def test_approve_creates_inspection_and_precheck_shows_history(
     pre = r.json()["precheck"]
     assert [i["id"] for i in pre["inspections"]] == [iid]
     seen = pre["inspections"][0]
-    assert seen["agency"] == "SCJG" and seen["own_agency"] is False
-    assert "matters" not in seen and "outcome" not in seen
+    assert seen["agency"] == "SCJG"
+    assert seen["own_agency"] is False
+    assert "matters" not in seen
+    assert "outcome" not in seen
     assert seen["categories"] == ["food_safety"]
     assert pre["cap"]["count"] == 1
     assert [m["inspection_id"] for m in pre["mergeable"]] == [iid]
