@@ -222,7 +222,6 @@ async def submit(
 
     categories = frozenset(matters[c]["category"] for c in codes)
     payload = _payload(row) | {"categories": sorted(categories)}
-    await record(session, actor, "check_request.submit", "check_request", request_id, after=payload)
     await emit(
         session,
         ev.CHECK_REQUEST_SUBMITTED,
@@ -231,6 +230,8 @@ async def submit(
         enterprise_uscc=uscc,
         agency_codes=[data.agency],
     )
+    # Last write of the transaction: the audit chain's lock is then held only until commit.
+    await record(session, actor, "check_request.submit", "check_request", request_id, after=payload)
     precheck = build_precheck(
         loaded,
         actor,
