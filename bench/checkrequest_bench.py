@@ -64,7 +64,9 @@ async def drop_database(admin_dsn: str, name: str) -> None:
         await conn.close()
 
 
-async def seed(dsn: str, n_enterprises: int, n_inspections: int, seed_value: int) -> tuple[str, list[str]]:
+async def seed(
+    dsn: str, n_enterprises: int, n_inspections: int, seed_value: int
+) -> tuple[str, list[str]]:
     """Load the data; return a scheduler's token and a sample of USCCs to file requests for."""
     from inspection_hub.auth.tokens import hash_token, new_token
     from inspection_hub.kit.synth import enterprises
@@ -73,7 +75,8 @@ async def seed(dsn: str, n_enterprises: int, n_inspections: int, seed_value: int
     try:
         await conn.execute(
             """
-            INSERT INTO agency (code, name) VALUES ('SCJG', '区市场监管局'), ('YJGL', '区应急管理局');
+            INSERT INTO agency (code, name)
+            VALUES ('SCJG', '区市场监管局'), ('YJGL', '区应急管理局');
             INSERT INTO matter (code, agency_code, name, category) VALUES
               ('SCJG-001', 'SCJG', '食品安全检查', 'food_safety'),
               ('SCJG-002', 'SCJG', '价格检查', 'pricing'),
@@ -171,9 +174,24 @@ async def seed(dsn: str, n_enterprises: int, n_inspections: int, seed_value: int
 
 def start_server(target: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     cmd = [
-        sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1",
-        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-        "--log-level", "warning", "--workers", "1",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--workers",
+        "1",
     ]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     deadline = time.time() + 30
@@ -228,13 +246,25 @@ end
 """
 
 
-def run_wrk(port: int, path: str, auth: str, bodies_file: Path, seconds: int, conns: int) -> dict[str, float]:
+def run_wrk(
+    port: int, path: str, auth: str, bodies_file: Path, seconds: int, conns: int
+) -> dict[str, float]:
     script = bodies_file.with_suffix(".lua")
     script.write_text(LUA % (bodies_file, auth, path))
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script),
-         f"http://127.0.0.1:{port}{path}"],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     result: dict[str, float] = {}
     for line in out.splitlines():
@@ -257,7 +287,9 @@ def _ms(value: str) -> float:
     return float(value)
 
 
-def open_loop(port: int, path: str, auth: str, bodies: list[str], rate: int, seconds: int) -> dict[str, float]:
+def open_loop(
+    port: int, path: str, auth: str, bodies: list[str], rate: int, seconds: int
+) -> dict[str, float]:
     """Send at a fixed rate (not waiting for answers) from this process; latency percentiles."""
     import httpx
 
@@ -265,14 +297,19 @@ def open_loop(port: int, path: str, auth: str, bodies: list[str], rate: int, sec
         latencies: list[float] = []
         errors = 0
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
-                                     timeout=httpx.Timeout(30, pool=None)) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=httpx.Timeout(30, pool=None)
+        ) as client:
+
             async def one(body: str) -> None:
                 nonlocal errors
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post(path, content=body, headers={
-                        "Authorization": auth, "Content-Type": "application/json"})
+                    r = await client.post(
+                        path,
+                        content=body,
+                        headers={"Authorization": auth, "Content-Type": "application/json"},
+                    )
                     if r.status_code >= 300:
                         errors += 1
                 except httpx.HTTPError:
@@ -302,7 +339,9 @@ def open_loop(port: int, path: str, auth: str, bodies: list[str], rate: int, sec
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--enterprises", type=int, default=100_000)
     parser.add_argument("--inspections", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=2026)
@@ -355,18 +394,28 @@ def main() -> None:
 
         procs.append(start_server("inspection_hub.main:create_app", 8912, env))
         run_wrk(8912, "/v1/check-requests", auth, bodies_file, 3, args.connections)
-        submit = run_wrk(8912, "/v1/check-requests", auth, bodies_file, args.seconds,
-                         args.connections)
+        submit = run_wrk(
+            8912, "/v1/check-requests", auth, bodies_file, args.seconds, args.connections
+        )
         log(f"POST /v1/check-requests (with pre-check), saturated: {submit}")
         fixed = open_loop(8912, "/v1/check-requests", auth, bodies, args.rate, args.seconds)
         log(f"POST /v1/check-requests at {args.rate} req/s: {fixed}")
         ratio = submit["rps"] / ceiling["rps"]
-        print(json.dumps({
-            "enterprises": args.enterprises, "inspections": args.inspections,
-            "ceiling": ceiling, "submit_saturated": submit, "submit_fixed_rate": fixed,
-            "ratio_to_ceiling": round(ratio, 3),
-            "target_ratio_met": ratio >= 0.30, "target_p99_met": fixed["p99_ms"] < 50,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "enterprises": args.enterprises,
+                    "inspections": args.inspections,
+                    "ceiling": ceiling,
+                    "submit_saturated": submit,
+                    "submit_fixed_rate": fixed,
+                    "ratio_to_ceiling": round(ratio, 3),
+                    "target_ratio_met": ratio >= 0.30,
+                    "target_p99_met": fixed["p99_ms"] < 50,
+                },
+                indent=2,
+            )
+        )
     finally:
         for p in procs:
             p.terminate()
