@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     allow_private_callback_urls: bool = False
     webhook_timeout_seconds: float = 15.0
-    decision_working_days: int = 3
     # Surveys
     survey_callback_secret: str = Field(default="", repr=False)
     survey_dispatch_batch: int = 1000
@@ -63,6 +62,11 @@ class Settings(BaseSettings):
     web_session_absolute_hours: int = 8
     login_max_failures: int = 5
     login_lockout_minutes: int = 15
+
+    # Check requests (approvals): deadlines themselves come from the dated policy.
+    idempotency_ttl_hours: int = 24
+    idempotency_in_flight_seconds: int = 60
+    check_request_sweep_batch: int = 500
 
     @classmethod
     def settings_customise_sources(
