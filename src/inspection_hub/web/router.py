@@ -78,6 +78,7 @@ async def home(p: Official) -> Response:
 
 # each domain's pages (a module per domain, on that domain's services)
 from inspection_hub.web import (  # noqa: E402
+    pages_approvals,
     pages_codes,
     pages_conflicts,
     pages_dashboard,
@@ -87,6 +88,7 @@ from inspection_hub.web import (  # noqa: E402
 )
 
 for _module in (
+    pages_approvals,
     pages_codes,
     pages_conflicts,
     pages_dashboard,
