@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -128,10 +130,19 @@ async def sign_in(tab: Page, username: str, password: str = PASSWORD) -> None:
     await tab.wait_for_load_state()
 
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 async def shot(tab: Page, name: str) -> None:
-    """Save a full-page screenshot to docs/screenshots/<name>.png (shown in the README)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await tab.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    """Take a full-page screenshot; with INSPECTION_HUB_SCREENSHOTS=1 into docs/screenshots/.
+
+    Refresh the README's pictures with
+    `INSPECTION_HUB_SCREENSHOTS=1 python -m pytest tests/web`; ordinary runs write to a
+    temporary directory so the working tree stays clean.
+    """
+    if os.environ.get("INSPECTION_HUB_SCREENSHOTS") == "1":
+        folder = DOCS_SCREENSHOTS
+    else:
+        folder = Path(tempfile.gettempdir()) / "inspection-hub-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    await tab.screenshot(path=str(folder / f"{name}.png"), full_page=True)
