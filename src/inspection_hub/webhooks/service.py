@@ -23,9 +23,9 @@ WEBHOOK_CHANNEL = "inspection_hub_webhooks"
 _ENQUEUE = text(
     """
     INSERT INTO webhook_delivery (subscription_id, event_id, webhook_id)
-    SELECT s.id, :event_id, 'msg_' || :event_id || '_' || s.id
+    SELECT s.id, CAST(:event_id AS bigint), 'msg_' || CAST(:event_id AS bigint) || '_' || s.id
     FROM webhook_subscription s
-    WHERE s.status = 'active' AND :type = ANY(s.event_types)
+    WHERE s.status = 'active' AND CAST(:type AS varchar) = ANY(s.event_types)
       AND (s.agency_code IS NULL OR s.agency_code = ANY(CAST(:agencies AS varchar[])))
     ON CONFLICT (subscription_id, event_id) DO NOTHING
     """
