@@ -161,7 +161,8 @@ async def test_failing_handler_retries_parks_and_is_retried_by_supervisor(
     items = r.json()["items"]
     assert len(items) == 1
     parked = items[0]
-    assert parked["consumer"] == "test_flaky" and parked["attempts"] == 3
+    assert parked["consumer"] == "test_flaky"
+    assert parked["attempts"] == 3
     assert "receiver of survey.sent is down" in parked["last_error"]
     scheduler = await make_headers("scheduler", "SCJG")
     r = await client.get("/v1/events/parked", headers=scheduler)
@@ -193,7 +194,8 @@ async def test_backoff_delays_the_retry(sessionmaker: Any) -> None:
                 )
             )
         ).one()
-    assert row.status == "pending" and row.attempts == 1
+    assert row.status == "pending"
+    assert row.attempts == 1
     assert 50 < row.wait <= 60
     assert RetryPolicy(2.0, 3600.0).delay(3) == 8.0
     assert RetryPolicy(2.0, 10.0).delay(10) == 10.0

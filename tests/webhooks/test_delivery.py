@@ -69,9 +69,10 @@ async def test_signed_delivery_verifies_and_tampering_fails(
     sub = await _subscribe(client, admin, receiver.url, ["check_request.submitted"])
     assert sub["secret"].startswith("whsec_")
     r = await client.get(f"/v1/webhook-subscriptions/{sub['id']}", headers=admin)
-    assert r.status_code == 200 and "secret" not in r.json()
+    assert r.status_code == 200
+    assert "secret" not in r.json()
     async with sessionmaker() as session:
-        stored = (await session.execute(text("SELECT secret_encrypted FROM webhook_subscription")))
+        stored = await session.execute(text("SELECT secret_encrypted FROM webhook_subscription"))
         assert sub["secret"] not in stored.scalar_one()
     await _emit(sessionmaker)
     assert await _pump(app, sessionmaker, settings) == 1
@@ -79,13 +80,16 @@ async def test_signed_delivery_verifies_and_tampering_fails(
     req = receiver.requests[0]
     payload = Webhook(sub["secret"]).verify(req.body, req.headers)
     assert payload["type"] == "check_request.submitted"
-    assert payload["data"] == {"n": 1} and isinstance(payload["event_id"], int)
+    assert payload["data"] == {"n": 1}
+    assert isinstance(payload["event_id"], int)
     assert req.headers["webhook-id"] == f"msg_{payload['event_id']}_{sub['id']}"
     tampered = req.body.replace(b'"n":1', b'"n":2')
     with pytest.raises(WebhookVerificationError):
         Webhook(sub["secret"]).verify(tampered, req.headers)
     (row,) = await _deliveries(sessionmaker)
-    assert row.status == "delivered" and row.attempts == 1 and row.last_status_code == 200
+    assert row.status == "delivered"
+    assert row.attempts == 1
+    assert row.last_status_code == 200
 
 
 async def test_500_then_200_follows_schedule_with_same_webhook_id(
@@ -103,10 +107,13 @@ async def test_500_then_200_follows_schedule_with_same_webhook_id(
     fast = settings.model_copy(update={"webhook_retry_schedule_seconds": FAST})
     await _pump(app, sessionmaker, fast)
     (row,) = await _deliveries(sessionmaker)
-    assert row.status == "pending" and row.attempts == 1 and row.last_status_code == 500
+    assert row.status == "pending"
+    assert row.attempts == 1
+    assert row.last_status_code == 500
     await _pump(app, sessionmaker, fast, rounds=2)
     (row,) = await _deliveries(sessionmaker)
-    assert row.status == "delivered" and row.attempts == 3
+    assert row.status == "delivered"
+    assert row.attempts == 3
     assert len(receiver.requests) == 3
     assert {r.headers["webhook-id"] for r in receiver.requests} == {row.webhook_id}
 
@@ -134,7 +141,8 @@ async def test_always_failing_is_dead_lettered_then_redelivered(
     r = await client.get("/v1/webhook-deliveries", params={"status": "failed"}, headers=scjg)
     assert r.status_code == 200, r.text
     (dead,) = r.json()["items"]
-    assert dead["attempts"] == 4 and dead["last_status_code"] == 503
+    assert dead["attempts"] == 4
+    assert dead["last_status_code"] == 503
     assert dead["last_response_excerpt"] == "down for maintenance"
     r = await client.get("/v1/webhook-deliveries", params={"status": "failed"}, headers=yjgl)
     assert r.json()["items"] == []
@@ -146,7 +154,8 @@ async def test_always_failing_is_dead_lettered_then_redelivered(
     assert r.json()["status"] == "pending"
     await _pump(app, sessionmaker, fast)
     (row,) = await _deliveries(sessionmaker)
-    assert row.status == "delivered" and row.attempts == 1
+    assert row.status == "delivered"
+    assert row.attempts == 1
     assert receiver.requests[-1].headers["webhook-id"] == dead["webhook_id"]
 
 
@@ -175,14 +184,16 @@ async def test_410_disables_and_retry_after_is_honoured(
     receiver.behaviour = lambda req, n: (410, {}, b"gone")
     await _pump(app, sessionmaker, settings)
     (row,) = await _deliveries(sessionmaker)
-    assert row.status == "failed" and row.last_status_code == 410
+    assert row.status == "failed"
+    assert row.last_status_code == 410
     r = await client.get(f"/v1/webhook-subscriptions/{sub['id']}", headers=admin)
     assert r.json()["status"] == "disabled"
     await _emit(sessionmaker, 1)  # aggregate 1 again: a new event, no new delivery
     await _pump(app, sessionmaker, settings)
     assert len(await _deliveries(sessionmaker)) == 1
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert parse_retry_after("7") == 7.0 and parse_retry_after("soon") is None
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("soon") is None
 
 
 async def test_forbidden_urls_refused_and_never_connected(
@@ -214,7 +225,9 @@ async def test_forbidden_urls_refused_and_never_connected(
     await _pump(app, sessionmaker, strict)
     assert receiver.connections == 0
     (row,) = await _deliveries(sessionmaker)
-    assert row.status == "pending" and "SSRF" in row.last_error and row.last_status_code is None
+    assert row.status == "pending"
+    assert "SSRF" in row.last_error
+    assert row.last_status_code is None
 
 
 async def test_subscription_listing_scoped_and_delete(
