@@ -126,6 +126,10 @@ async def main(pg: str, seconds: float, rate: int, backlog: int) -> None:
         lags = sorted(
             max(0.0, HANDLED_AT[e] - c) * 1000 for e, c in committed_at.items() if e in HANDLED_AT
         )
+        if len(lags) < 2:
+            print(f"lag: only {len(lags)}/{total} events handled (xmin held back?)")
+            await engine.dispose()
+            return
         q = statistics.quantiles(lags, n=100)
         print(
             f"lag at {achieved:,.0f} events/s offered for {seconds:.0f} s: "
