@@ -41,8 +41,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def live_server(settings: Settings, database_url: str) -> Iterator[str]:
-    """The application served by uvicorn on a free local port; yields its base URL."""
+def live_server(
+    settings: Settings, database_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> Iterator[str]:
+    """The application served by uvicorn on a free local port; yields its base URL.
+
+    Depends on `sessionmaker` so the in-process app (used to arrange data and to empty the
+    tables after each test) is started before any test, also when a test is run alone.
+    """
     app = create_app(settings, database_url)
     port = _free_port()
     config = uvicorn.Config(
