@@ -17,7 +17,7 @@ async def failures(sessionmaker: Any) -> list[tuple[str, int, str]]:
     async with sessionmaker() as s:
         rows = await s.execute(
             text(
-                "SELECT kind, inspection_ids[1], detail->>'rule' FROM verification_finding "
+                "SELECT kind, inspection_ids[1], detail->>'rule' FROM conflict "
                 "ORDER BY inspection_ids[1], kind, detail->>'rule'"
             )
         )
