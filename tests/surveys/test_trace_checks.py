@@ -49,6 +49,18 @@ async def test_each_rule_fails_its_own_inspection_and_rerun_adds_nothing(
         no_outcome = await make(outcome=None)
         unscanned = await make(scanned=False)
         planned = await make(kind="planned")
+        unpublished = await make(kind="planned")
+        for plan_id, status, iid in ((1, "published", planned), (2, "drawn", unpublished)):
+            await s.execute(
+                text(
+                    "INSERT INTO plan (id, year, title, agency_code, agencies, status) "
+                    "VALUES (:id, 2026, 'p', 'SCJG', '{SCJG}', :s)"
+                ),
+                {"id": plan_id, "s": status},
+            )
+            await s.execute(
+                text("UPDATE inspection SET plan_id = :p WHERE id = :i"), {"p": plan_id, "i": iid}
+            )
     async with sessionmaker() as s, s.begin():
         counts = await run_trace_checks(s, 2026)
     assert counts == {
@@ -56,6 +68,7 @@ async def test_each_rule_fails_its_own_inspection_and_rerun_adds_nothing(
         "visit_in_window": 1,
         "unplanned_approved": 1,
         "outcome_in_time": 2,
+        "results_published": 1,
         "registered": 1,
     }
     assert await failures(sessionmaker) == sorted(
@@ -67,6 +80,7 @@ async def test_each_rule_fails_its_own_inspection_and_rerun_adds_nothing(
             ("trace_check_failed", late, "outcome_in_time"),
             ("trace_check_failed", no_outcome, "outcome_in_time"),
             ("unregistered_visit", unscanned, "registered"),
+            ("trace_check_failed", unpublished, "results_published"),
         ],
         key=lambda f: (f[1], f[0], f[2]),
     )
@@ -75,4 +89,4 @@ async def test_each_rule_fails_its_own_inspection_and_rerun_adds_nothing(
     async with sessionmaker() as s, s.begin():
         again = await run_trace_checks(s, 2026)
     assert set(again.values()) == {0}
-    assert len(await failures(sessionmaker)) == 7
+    assert len(await failures(sessionmaker)) == 8

@@ -69,6 +69,19 @@ RULES: dict[str, tuple[str, str]] = {
                    OR (i.completed_at AT TIME ZONE 'Asia/Shanghai')::date - i.visit_date
                       > CAST(:outcome_days AS integer))""",
     ),
+    "results_published": (
+        "trace_check_failed",
+        """
+        SELECT i.enterprise_uscc, i.id, i.agency_code,
+               jsonb_build_object('plan_id', i.plan_id, 'plan_status', p.status,
+                                  'outcome_recorded', i.outcome IS NOT NULL,
+                                  'message', '抽查结果未公开（计划未公布或结果未录入） / the '
+                                  'result is not public: plan not published or no outcome')
+        FROM inspection i JOIN plan p ON p.id = i.plan_id
+        WHERE i.year = :year AND i.status = 'completed' AND i.plan_id IS NOT NULL
+          AND (p.status <> 'published' OR i.outcome IS NULL)
+        """,
+    ),
     "registered": (
         "unregistered_visit",
         """
