@@ -27,6 +27,32 @@ AGENCIES = [f"AG{i:02d}" for i in range(20)]
 OUTCOMES = ["no_issue"] * 6 + ["rectification_ordered", "penalized", "referred"]
 
 
+SURVEYS_SQL = """
+INSERT INTO survey (enterprise_uscc, inspection_id, agency_code, year, inspection_kind,
+                    status, due_at, discrepancies)
+SELECT enterprise_uscc, id, agency_code, year, kind,
+       (ARRAY['pending', 'sent', 'answered', 'answered', 'expired'])[1 + id % 5],
+       now(), CAST(CASE WHEN id % 50 = 0 THEN '{visit_denied}' ELSE '{}' END
+            AS varchar[])
+FROM inspection WHERE status = 'completed' AND id % 10 < 3
+"""
+FINDINGS_SQL = """
+INSERT INTO conflict (enterprise_uscc, kind, finding_key, inspection_ids,
+                      agency_codes, status, resolution, resolved_at)
+SELECT enterprise_uscc, k.kind, k.kind || ':' || id, ARRAY[id],
+       CASE WHEN k.kind = 'survey_discrepancy' THEN CAST('{}' AS varchar[])
+            ELSE ARRAY[agency_code] END,
+       CASE WHEN id % 3 = 0 THEN 'resolved' ELSE 'open' END,
+       CASE WHEN id % 3 = 0 THEN 'justified' END,
+       CASE WHEN id % 3 = 0 THEN now() END
+FROM inspection
+CROSS JOIN LATERAL (SELECT (ARRAY['repeat', 'trace_check_failed',
+        'unregistered_visit', 'survey_discrepancy', 'cap_exceeded'])[1 + id % 5]
+        AS kind) k
+WHERE id % 20 = 7
+"""
+
+
 async def load(url: str, n: int, enterprises: int) -> None:
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
@@ -63,39 +89,15 @@ async def load(url: str, n: int, enterprises: int) -> None:
         print(f"COPY {n:,} inspections: {time.perf_counter() - t:.1f} s", flush=True)
         t = time.perf_counter()
         # Surveys of 30 % of the completed inspections, findings of 5 % (kinds as stored).
-        await conn.execute(
-            """
-            INSERT INTO survey (enterprise_uscc, inspection_id, agency_code, year, inspection_kind,
-                                status, due_at, discrepancies)
-            SELECT enterprise_uscc, id, agency_code, year, kind,
-                   (ARRAY['pending', 'sent', 'answered', 'answered', 'expired'])[1 + id % 5],
-                   now(), CASE WHEN id % 50 = 0 THEN '{visit_denied}' ELSE '{}' END
-            FROM inspection WHERE status = 'completed' AND id % 10 < 3
-            """
-        )
-        await conn.execute(
-            """
-            INSERT INTO conflict (enterprise_uscc, kind, finding_key, inspection_ids,
-                                  agency_codes, status, resolution, resolved_at)
-            SELECT enterprise_uscc, k.kind, k.kind || ':' || id, ARRAY[id],
-                   CASE WHEN k.kind = 'survey_discrepancy' THEN '{}' ELSE ARRAY[agency_code] END,
-                   CASE WHEN id % 3 = 0 THEN 'resolved' ELSE 'open' END,
-                   CASE WHEN id % 3 = 0 THEN 'justified' END,
-                   CASE WHEN id % 3 = 0 THEN now() END
-            FROM inspection
-            CROSS JOIN LATERAL (SELECT (ARRAY['repeat', 'trace_check_failed',
-                    'unregistered_visit', 'survey_discrepancy', 'cap_exceeded'])[1 + id % 5]
-                    AS kind) k
-            WHERE id % 20 = 7
-            """
-        )
+        await conn.execute(SURVEYS_SQL)
+        await conn.execute(FINDINGS_SQL)
         print(f"surveys and findings: {time.perf_counter() - t:.1f} s", flush=True)
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
 
 
-async def explain(url: str) -> None:
+async def explain(url: str, verbose: bool) -> None:
     """EXPLAIN (ANALYZE, BUFFERS) of each report query, as the report runs it."""
     from sqlalchemy import text
 
@@ -110,13 +112,16 @@ async def explain(url: str) -> None:
     if hasattr(service, "_requests_sql"):
         builders.append(service._requests_sql)
     async with engine.connect() as conn:
+        await conn.execute(text("SET work_mem = '64MB'"))
+        await conn.execute(text("SET jit = off"))
         for agency in (None, "AG03"):
             for build in builders:
                 sql = build(agency)
                 used = {k: v for k, v in {**params, "agency": agency}.items() if f":{k}" in sql}
                 plan = await conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql), used)
                 print(f"--- {build.__name__} agency={agency}")
-                print("\n".join(r[0] for r in plan))
+                lines = [r[0] for r in plan]
+                print("\n".join(lines) if verbose else lines[-1])
     await engine.dispose()
 
 
@@ -139,10 +144,11 @@ async def main() -> None:
     parser.add_argument("--url", help="reuse a loaded database")
     parser.add_argument("--keep", action="store_true", help="keep the loaded database")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="whole plans, not only times")
     args = parser.parse_args()
     if args.url:
         if args.explain:
-            await explain(args.url)
+            await explain(args.url, args.verbose)
         await run(args.url)
         return
     db = TestDatabase()
@@ -151,7 +157,7 @@ async def main() -> None:
         await upgrade_to_head_async(url)
         await load(url, args.n, args.enterprises)
         if args.explain:
-            await explain(url)
+            await explain(url, args.verbose)
         await run(url)
     finally:
         if args.keep:

@@ -89,6 +89,11 @@ CREATE TABLE survey_phone_visit (
 );
 CREATE INDEX ix_survey_phone_visit_survey ON survey_phone_visit (enterprise_uscc, survey_id);
 
+-- Execution report: live inspections of a year in (enterprise, agency) order, read index-only,
+-- so the per-enterprise distribution and the cap totals stream without a sort.
+CREATE INDEX ix_inspection_live_year_enterprise ON inspection (year, enterprise_uscc, agency_code)
+    WHERE status NOT IN ('cancelled', 'merged');
+
 -- The outbox computes each event's aggregate_seq from max(aggregate_seq) of its aggregate;
 -- without this index that lookup scans the whole event table (survey dispatch emits in bulk).
 CREATE INDEX IF NOT EXISTS ix_event_aggregate_seq ON event (aggregate_type, aggregate_id, aggregate_seq);
@@ -96,6 +101,7 @@ CREATE INDEX IF NOT EXISTS ix_event_aggregate_seq ON event (aggregate_type, aggr
 
 DOWNGRADE = r"""
 DROP INDEX IF EXISTS ix_event_aggregate_seq;
+DROP INDEX ix_inspection_live_year_enterprise;
 DROP TABLE survey_phone_visit;
 DROP TABLE survey_sampling_seed;
 DROP TABLE survey;
