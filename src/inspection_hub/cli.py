@@ -190,9 +190,21 @@ def audit_verify() -> None:
 
     settings = get_settings()
     configure_logging("WARNING")
-    report = _run_with_session(settings, _database_url(settings), verify_chain)
+    from inspection_hub.db.session import make_engine, make_sessionmaker
+
+    async def main() -> Any:
+        engine = make_engine(_database_url(settings), settings)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await verify_chain(session)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(main())
     if report.ok:
         typer.echo(f"audit chain OK: {report.rows} rows verified")
+        if report.pending:
+            typer.echo(f"{report.pending} row(s) written meanwhile are still pending")
         return
     typer.echo(f"audit chain BROKEN at row {report.first_broken_id}: {report.reason}")
     raise typer.Exit(code=1)

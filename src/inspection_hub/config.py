@@ -53,12 +53,16 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     allow_private_callback_urls: bool = False
     webhook_timeout_seconds: float = 15.0
-    decision_working_days: int = 3
     # Surveys
     survey_callback_secret: str = Field(default="", repr=False)
     survey_dispatch_batch: int = 1000
     survey_callback_concurrency: int = 64
     survey_callback_max_attempts: int = 12
+
+    # Check requests (approvals): deadlines themselves come from the dated policy.
+    idempotency_ttl_hours: int = 24
+    idempotency_in_flight_seconds: int = 60
+    check_request_sweep_batch: int = 500
 
     @classmethod
     def settings_customise_sources(
