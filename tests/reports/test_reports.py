@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from inspection_hub.kit.synth import make_uscc
 from inspection_hub.reports.service import execution_report
+from tests.surveys import factories
 
 TODAY = date(2026, 7, 1)
 
@@ -50,6 +51,20 @@ PLANS = [
     (2, 2026, ["YJGL", "SCJG"], "drawn", 2),
     (3, 2026, ["SCJG"], "withdrawn", 1),
     (4, 2025, ["SCJG"], "published", 4),
+]
+
+
+# SCJG check requests: (status, submitted_at, hours until decided)
+REQUESTS = [
+    ("approved", datetime(2026, 3, 1, 0, 0, tzinfo=UTC), 2),
+    ("approved", datetime(2026, 3, 2, 0, 0, tzinfo=UTC), 4),
+    ("rejected", datetime(2026, 3, 3, 0, 0, tzinfo=UTC), 12),
+    ("expired", datetime(2026, 3, 4, 0, 0, tzinfo=UTC), None),
+    ("pending", datetime(2026, 6, 30, 0, 0, tzinfo=UTC), None),
+    # 2026-01-01 01:00 in Beijing: this year's.
+    ("withdrawn", datetime(2025, 12, 31, 17, 0, tzinfo=UTC), None),
+    # 2025-12-31 23:00 in Beijing: last year's (it would move the median to 7 h).
+    ("approved", datetime(2025, 12, 31, 15, 0, tzinfo=UTC), 10),
 ]
 
 
@@ -159,6 +174,15 @@ async def dataset(sessionmaker: Any, two_agencies: Any) -> dict[str, str]:
                     ),
                     {"p": plan_id, "pos": pos},
                 )
+        # Check requests: (status, submitted at, hours to the decision)
+        for status, submitted, hours in REQUESTS:
+            await factories.check_request(
+                s,
+                uscc=usccs["e1"],
+                status=status,
+                submitted_at=submitted,
+                decided_at=None if hours is None else submitted + timedelta(hours=hours),
+            )
     return usccs
 
 
@@ -202,6 +226,24 @@ async def test_execution_figures(sessionmaker: Any, dataset: Any) -> None:
         "published_plans": 0,
         "items": 2,
         "published_items": 0,
+    }
+    assert scjg["requests"] == {
+        "submitted": 6,
+        "approved": 2,
+        "rejected": 1,
+        "expired": 1,
+        "withdrawn": 1,
+        "pending": 1,
+        "median_decision_hours": 4.0,
+    }
+    assert yjgl["requests"] == {
+        "submitted": 0,
+        "approved": 0,
+        "rejected": 0,
+        "expired": 0,
+        "withdrawn": 0,
+        "pending": 0,
+        "median_decision_hours": None,
     }
     assert yjgl["findings"] == {
         "mergeable": {"total": 1, "open": 0, "resolved": 1, "resolutions": {"merged": 1}},

@@ -44,6 +44,31 @@ async def test_each_rule_fails_its_own_inspection_and_rerun_adds_nothing(
         cert_lapsed = await make(inspectors=[(good_a, True), (lapsed, True)])
         outside = await make(visit_date=date(2026, 4, 2))
         unapproved = await make(check_request_id=None)
+
+        async def with_request(**kw: Any) -> int:
+            uscc = await factories.enterprise(s)
+            request = await factories.check_request(s, uscc=uscc, **kw)
+            return await factories.completed_inspection(
+                s, settings, uscc=uscc, inspectors=two, check_request_id=request
+            )
+
+        rejected = await with_request(status="rejected")
+        approved_after_visit = await with_request(
+            decided_at=datetime(2026, 3, 10, 16, 30, tzinfo=UTC)  # 3-11 00:30 local
+        )
+        approved_on_visit_day = await with_request(
+            decided_at=datetime(2026, 3, 10, 1, 0, tzinfo=UTC)  # 09:00 local, no start recorded
+        )
+        emergency_in_time = await with_request(
+            emergency=True,
+            submitted_at=datetime(2026, 3, 10, 0, 0, tzinfo=UTC),
+            decided_at=datetime(2026, 3, 10, 23, 59, tzinfo=UTC),
+        )
+        emergency_late = await with_request(
+            emergency=True,
+            submitted_at=datetime(2026, 3, 10, 0, 0, tzinfo=UTC),
+            decided_at=datetime(2026, 3, 11, 0, 1, tzinfo=UTC),
+        )
         late = await make(completed_at=datetime(2026, 3, 18, 8, 0, tzinfo=UTC))
         in_time = await make(completed_at=datetime(2026, 3, 17, 8, 0, tzinfo=UTC))
         no_outcome = await make(outcome=None)
@@ -66,7 +91,7 @@ async def test_each_rule_fails_its_own_inspection_and_rerun_adds_nothing(
     assert counts == {
         "inspectors_certified": 2,
         "visit_in_window": 1,
-        "unplanned_approved": 1,
+        "unplanned_approved": 4,
         "outcome_in_time": 2,
         "results_published": 1,
         "registered": 1,
@@ -77,6 +102,9 @@ async def test_each_rule_fails_its_own_inspection_and_rerun_adds_nothing(
             ("trace_check_failed", cert_lapsed, "inspectors_certified"),
             ("trace_check_failed", outside, "visit_in_window"),
             ("trace_check_failed", unapproved, "unplanned_approved"),
+            ("trace_check_failed", rejected, "unplanned_approved"),
+            ("trace_check_failed", approved_after_visit, "unplanned_approved"),
+            ("trace_check_failed", emergency_late, "unplanned_approved"),
             ("trace_check_failed", late, "outcome_in_time"),
             ("trace_check_failed", no_outcome, "outcome_in_time"),
             ("unregistered_visit", unscanned, "registered"),
@@ -85,8 +113,14 @@ async def test_each_rule_fails_its_own_inspection_and_rerun_adds_nothing(
         key=lambda f: (f[1], f[0], f[2]),
     )
     flagged = {f[1] for f in await failures(sessionmaker)}
-    assert not flagged & {clean, in_time, planned}
+    assert not flagged & {
+        clean,
+        in_time,
+        planned,
+        approved_on_visit_day,
+        emergency_in_time,
+    }
     async with sessionmaker() as s, s.begin():
         again = await run_trace_checks(s, 2026)
     assert set(again.values()) == {0}
-    assert len(await failures(sessionmaker)) == 8
+    assert len(await failures(sessionmaker)) == 11
