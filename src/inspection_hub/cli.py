@@ -318,5 +318,70 @@ def policy_check(
         typer.echo(f"ok: version {version.version} from {version.effective_from} to {end}")
 
 
+def _run_background(*, workers: bool, scheduler: bool) -> None:
+    """Run event workers and/or the scheduler (no API) until SIGTERM or SIGINT."""
+    import signal
+
+    import httpx
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+
+    async def main() -> None:
+        from inspection_hub.db.session import make_engine, make_sessionmaker
+
+        engine = make_engine(url, settings)
+        sessionmaker = make_sessionmaker(engine)
+        http = httpx.AsyncClient(
+            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        worker = sched = None
+        try:
+            if workers:
+                from inspection_hub.events.worker import EventWorker
+
+                worker = EventWorker(engine, sessionmaker, http, settings)
+                await worker.start()
+            if scheduler:
+                from inspection_hub.scheduler.runner import start_scheduler
+
+                sched = start_scheduler(sessionmaker)
+            what = " and ".join(
+                n for n, on in (("workers", workers), ("scheduler", scheduler)) if on
+            )
+            _err(f"inspection-hub {what} running (pid {os.getpid()})")
+            await stop.wait()
+            _err("stopping gracefully")
+        finally:
+            if sched is not None:
+                sched.shutdown(wait=False)
+            if worker is not None:
+                await worker.stop()
+            await http.aclose()
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+@app.command()
+def worker() -> None:
+    """Run event workers and webhook delivery only (scale out: any number of replicas)."""
+    _run_background(workers=True, scheduler=False)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the periodic jobs only (replicas are safe: each job run takes an advisory lock)."""
+    _run_background(workers=False, scheduler=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
