@@ -82,7 +82,6 @@ class Settings(BaseSettings):
     survey_callback_secret: str = Field(default="", repr=False)
     survey_dispatch_batch: int = 1000
     survey_callback_concurrency: int = 64
-    survey_callback_max_attempts: int = 12
 
     # Check requests (approvals): deadlines themselves come from the dated policy.
     idempotency_ttl_hours: int = 24

@@ -375,3 +375,32 @@ async def test_failing_receiver_retries_with_backoff(
     assert survey["callback_attempts"] == 1
     assert survey["callback_last_error"] == "HTTP 500"
     assert json.dumps(survey["answer"]) == "null"
+    # The webhook retry schedule (5 s first, with jitter) applies, not an own backoff.
+    wait = (survey["callback_next_at"] - datetime.now(UTC)).total_seconds()
+    assert 0 < wait <= 6
+
+
+async def test_callback_dead_letter_after_the_webhook_schedule_and_same_webhook_id(
+    sessionmaker: Any, settings: Any, two_agencies: Any
+) -> None:
+    import httpx
+
+    short = settings.model_copy(
+        update={"webhook_retry_schedule_seconds": [0.0], "webhook_retry_jitter": 0.0}
+    )
+    async with Receiver(status=503) as receiver:
+        uscc, iid = await arrange(sessionmaker, settings, receiver.url)
+        await plan_and_send(sessionmaker, settings, uscc, iid)
+        async with httpx.AsyncClient() as http:
+            assert await deliver_callbacks(sessionmaker, http, short) == 1
+            assert (await survey_row(sessionmaker, iid))["callback_status"] == "pending"
+            later = datetime.now(UTC) + timedelta(seconds=1)
+            assert await deliver_callbacks(sessionmaker, http, short, now=later) == 1
+            assert await deliver_callbacks(sessionmaker, http, short, now=later) == 0
+    survey = await survey_row(sessionmaker, iid)
+    assert survey["callback_status"] == "dead"
+    assert survey["callback_attempts"] == 2
+    assert survey["callback_last_error"] == "HTTP 503"
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    assert ids == {f"msg_survey_{survey['id']}"}
+    assert len(receiver.requests) == 2
