@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import random
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 from tests.fixtures.database import TestDatabase
@@ -106,7 +106,9 @@ async def explain(url: str, verbose: bool) -> None:
     engine = make_engine(url, Settings(env="test"))
     caps = service._caps(2026)
     params = {"year": 2026, "today": date(2026, 7, 1), "classes": list(caps),
-              "caps": [caps[c] for c in caps]}  # fmt: skip
+              "caps": [caps[c] for c in caps],
+              "year_from": datetime(2026, 1, 1, tzinfo=service.LOCAL_TZ),
+              "year_to": datetime(2027, 1, 1, tzinfo=service.LOCAL_TZ)}  # fmt: skip
     builders = [service._inspections_sql, service._distribution_sql, service._surveys_sql,
                 service._findings_sql, service._plans_sql]  # fmt: skip
     if hasattr(service, "_requests_sql"):

@@ -166,6 +166,7 @@ async def main(args: argparse.Namespace, port: int, stats_port: int) -> None:
                 if not k:
                     break
                 attempted += k
+                print(f"  {attempted:,} attempted at {time.perf_counter() - t:.1f} s", flush=True)
             took = time.perf_counter() - t
         got = await received(stats_port)
         async with factory() as session:
@@ -176,6 +177,16 @@ async def main(args: argparse.Namespace, port: int, stats_port: int) -> None:
                     text("SELECT count(*) FROM survey WHERE callback_status = 'delivered'")
                 )
             ).scalar_one()
+            errors = (
+                await session.execute(
+                    text(
+                        "SELECT callback_last_error, count(*) FROM survey WHERE callback_status "
+                        "<> 'delivered' AND callback_last_error IS NOT NULL GROUP BY 1"
+                    )
+                )
+            ).all()
+        for error, count in errors:
+            print(f"not delivered: {count:,} x {error}")
         print(f"callbacks: {attempted:,} attempted, {delivered:,} delivered, {got:,} received "
               f"in {took:.1f} s = {delivered / took:,.0f} deliveries/s "
               f"(concurrency {args.concurrency}, batch {args.batch})")  # fmt: skip
