@@ -96,9 +96,40 @@ CREATE TABLE joint_proposal_consent (
     CONSTRAINT fk_joint_proposal_consent_agency_code_agency FOREIGN KEY (agency_code)
         REFERENCES agency (code)
 );
+
+-- The day an inspector is booked at an inspection (its visit date, else its window when the
+-- window is one day; NULL for a multi-day window), denormalised onto inspection_inspector so the
+-- double-booking lookup is one index range per inspector instead of every booking the inspector
+-- ever had joined back to inspection. Writers (inspections/service.py) set it on insert; the
+-- trigger below keeps it in step when an inspection's dates change, whoever changes them.
+ALTER TABLE inspection_inspector ADD COLUMN booked_day date;
+CREATE INDEX ix_inspection_inspector_inspector_booked_day
+    ON inspection_inspector (inspector_id, booked_day) WHERE booked_day IS NOT NULL;
+
+CREATE FUNCTION inspection_sync_booked_day() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE inspection_inspector
+       SET booked_day = coalesce(NEW.visit_date,
+                                 CASE WHEN NEW.window_start = NEW.window_end
+                                      THEN NEW.window_start END)
+     WHERE enterprise_uscc = NEW.enterprise_uscc AND inspection_id = NEW.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tr_inspection_booked_day
+    AFTER UPDATE OF visit_date, window_start, window_end ON inspection
+    FOR EACH ROW
+    WHEN (OLD.visit_date IS DISTINCT FROM NEW.visit_date
+          OR OLD.window_start IS DISTINCT FROM NEW.window_start
+          OR OLD.window_end IS DISTINCT FROM NEW.window_end)
+    EXECUTE FUNCTION inspection_sync_booked_day();
 """
 
 DOWNGRADE = r"""
+DROP TRIGGER tr_inspection_booked_day ON inspection;
+DROP FUNCTION inspection_sync_booked_day();
+DROP INDEX ix_inspection_inspector_inspector_booked_day;
+ALTER TABLE inspection_inspector DROP COLUMN booked_day;
 DROP TABLE joint_proposal_consent;
 DROP TABLE joint_proposal;
 DROP TABLE conflict;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -21,68 +22,109 @@ from inspection_hub.policy import RISK_CLASSES, RiskClass
 #: How far back the rules look (repeat windows, the previous inspector, the cap year).
 HISTORY_YEARS = 3
 
-_ENTERPRISE = text(
-    """
-    SELECT e.uscc, e.risk_class, e.established_on,
-           (SELECT coalesce(array_agg(r.valid_from ORDER BY r.valid_from), '{}')
-              FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc) AS since,
-           (SELECT coalesce(array_agg(r.risk_class ORDER BY r.valid_from), '{}')
-              FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc) AS classes
-    FROM enterprise e WHERE e.uscc = CAST(:uscc AS bpchar)
-    """
-)
+_LIVE = "('scheduled', 'in_progress', 'completed')"
 
-_FACT_COLUMNS = """
-    i.id, i.enterprise_uscc, i.agency_code, i.premises_id, i.kind, i.basis, i.status,
-    i.window_start, i.window_end, i.visit_date,
-    (SELECT coalesce(array_agg(DISTINCT m.category), '{}') FROM inspection_matter m
-      WHERE m.enterprise_uscc = i.enterprise_uscc AND m.inspection_id = i.id) AS categories,
-    (SELECT coalesce(array_agg(ii.inspector_id), '{}') FROM inspection_inspector ii
-      WHERE ii.enterprise_uscc = i.enterprise_uscc AND ii.inspection_id = i.id) AS inspectors,
-    (SELECT coalesce(array_agg(DISTINCT m.agency_code), '{}') FROM inspection_matter m
-      WHERE m.enterprise_uscc = i.enterprise_uscc AND m.inspection_id = i.id) AS agencies
+# Everything the rules read about one enterprise, in ONE round trip: the enterprise with its
+# risk class history, its inspections with a window starting on or after $2 (bounded by the
+# (enterprise_uscc, window_start) index) with their categories, agencies and inspectors, and the
+# inspector bookings at other enterprises on the candidates' booked days. Bookings go through
+# ix_inspection_inspector_inspector_booked_day: one short index range per (inspector, day)
+# instead of every inspection an inspector ever had. Candidates: the enterprise's inspections
+# named in $3, or all its live ones when $4, plus a probe ($5 inspectors on day $6: the
+# pre-check's candidate, not stored yet).
+_FACTS_SQL = f"""
+WITH h AS MATERIALIZED (
+    SELECT i.id, i.agency_code, i.premises_id, i.kind, i.basis, i.status,
+           i.window_start, i.window_end, i.visit_date,
+           coalesce(m.categories, '{{}}') AS categories,
+           coalesce(m.agencies, '{{}}') AS agencies,
+           coalesce(p.inspectors, '{{}}') AS inspectors
+    FROM inspection i
+    LEFT JOIN LATERAL (
+        SELECT array_agg(DISTINCT im.category) AS categories,
+               array_agg(DISTINCT im.agency_code) AS agencies
+        FROM inspection_matter im
+        WHERE im.enterprise_uscc = i.enterprise_uscc AND im.inspection_id = i.id
+    ) m ON true
+    LEFT JOIN LATERAL (
+        SELECT array_agg(ii.inspector_id) AS inspectors
+        FROM inspection_inspector ii
+        WHERE ii.enterprise_uscc = i.enterprise_uscc AND ii.inspection_id = i.id
+    ) p ON true
+    WHERE i.enterprise_uscc = $1::bpchar AND i.window_start >= $2::date
+),
+slots AS (
+    SELECT ii.inspector_id, ii.booked_day
+    FROM inspection_inspector ii
+    WHERE ii.enterprise_uscc = $1::bpchar AND ii.booked_day IS NOT NULL
+      AND ii.inspection_id IN (
+          SELECT h.id FROM h
+          WHERE h.id = ANY($3::bigint[]) OR ($4::boolean AND h.status IN {_LIVE}))
+    UNION
+    SELECT x.inspector_id, $6::date FROM unnest($5::bigint[]) AS x(inspector_id)
+    WHERE $6::date IS NOT NULL
+),
+booked AS (
+    SELECT DISTINCT o.enterprise_uscc, o.inspection_id
+    FROM slots s
+    JOIN inspection_inspector o
+      ON o.inspector_id = s.inspector_id AND o.booked_day = s.booked_day
+    WHERE o.booked_day IS NOT NULL AND o.enterprise_uscc <> $1::bpchar
+),
+b AS (
+    SELECT i.id, i.enterprise_uscc, i.agency_code, i.premises_id, i.kind, i.basis, i.status,
+           i.window_start, i.window_end, i.visit_date,
+           coalesce((SELECT array_agg(DISTINCT im.category) FROM inspection_matter im
+                     WHERE im.enterprise_uscc = i.enterprise_uscc AND im.inspection_id = i.id),
+                    '{{}}') AS categories,
+           coalesce((SELECT array_agg(ii.inspector_id) FROM inspection_inspector ii
+                     WHERE ii.enterprise_uscc = i.enterprise_uscc AND ii.inspection_id = i.id),
+                    '{{}}') AS inspectors
+    FROM booked k
+    JOIN inspection i ON i.enterprise_uscc = k.enterprise_uscc AND i.id = k.inspection_id
+    WHERE i.status IN {_LIVE}
+)
+SELECT e.uscc, e.risk_class, e.established_on,
+       (SELECT coalesce(array_agg(r.valid_from ORDER BY r.valid_from), '{{}}')
+          FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc) AS since,
+       (SELECT coalesce(array_agg(r.risk_class ORDER BY r.valid_from), '{{}}')
+          FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc) AS classes,
+       (SELECT json_agg(h ORDER BY h.id) FROM h)::text AS history,
+       (SELECT json_agg(b ORDER BY b.id) FROM b)::text AS bookings
+FROM enterprise e WHERE e.uscc = $1::bpchar
 """
 
-_HISTORY = text(
-    f"""
-    SELECT {_FACT_COLUMNS}
-    FROM inspection i
-    WHERE i.enterprise_uscc = CAST(:uscc AS bpchar) AND i.window_start >= :since
-    ORDER BY i.id
-    """
-)
 
-# Inspections of the given inspectors at other enterprises booked on one day (visit date, or a
-# one-day window); the rules filter statuses and the day again.
-_BOOKINGS = text(
-    f"""
-    SELECT {_FACT_COLUMNS}
-    FROM inspection i
-    WHERE (i.enterprise_uscc, i.id) IN (
-        SELECT ii.enterprise_uscc, ii.inspection_id FROM inspection_inspector ii
-        WHERE ii.inspector_id = ANY(CAST(:inspectors AS bigint[]))
-          AND ii.enterprise_uscc <> CAST(:uscc AS bpchar))
-      AND i.status IN ('scheduled', 'in_progress', 'completed')
-      AND (i.visit_date = :day OR (i.visit_date IS NULL AND i.window_start = :day
-                                   AND i.window_end = :day))
-    """
-)
+@dataclass(frozen=True, slots=True)
+class EnterpriseFacts:
+    """One enterprise as the rules see it: itself, its history, and its candidates' bookings."""
+
+    enterprise: EnterpriseFact
+    history: list[InspectionFact]
+    #: Every history inspection's agencies (its lead agency and its matters' agencies).
+    agencies: dict[int, frozenset[str]]
+    #: Inspections at other enterprises sharing an inspector on a candidate's booked day.
+    bookings: list[InspectionFact]
 
 
-def _fact(row: Any) -> InspectionFact:
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value is not None else None
+
+
+def _json_fact(row: dict[str, Any], uscc: str) -> InspectionFact:
     return InspectionFact(
-        id=int(row.id),
-        agency_code=row.agency_code,
-        uscc=row.enterprise_uscc,
-        premises_id=row.premises_id,
-        categories=frozenset(row.categories),
-        kind=row.kind,
-        basis=row.basis,
-        status=row.status,
-        window_start=row.window_start,
-        window_end=row.window_end,
-        visit_date=row.visit_date,
-        inspector_ids=frozenset(int(i) for i in row.inspectors),
+        id=int(row["id"]),
+        agency_code=row["agency_code"],
+        uscc=row.get("enterprise_uscc") or uscc,
+        premises_id=row["premises_id"],
+        categories=frozenset(row["categories"]),
+        kind=row["kind"],
+        basis=row["basis"],
+        status=row["status"],
+        window_start=date.fromisoformat(row["window_start"]),
+        window_end=date.fromisoformat(row["window_end"]),
+        visit_date=_day(row["visit_date"]),
+        inspector_ids=frozenset(int(i) for i in row["inspectors"]),
     )
 
 
@@ -93,15 +135,58 @@ def _risk(value: str) -> RiskClass:
     raise ValueError(f"unknown risk class {value!r}")
 
 
-async def load_enterprise_fact(session: AsyncSession, uscc: str) -> EnterpriseFact | None:
-    """The enterprise as the rules see it (risk class history, founding date), or None."""
-    row = (await session.execute(_ENTERPRISE, {"uscc": uscc})).one_or_none()
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction (prepared statements, no ORM)."""
+    conn = await session.connection()
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def load_facts(
+    session: AsyncSession,
+    uscc: str,
+    since: date,
+    *,
+    candidate_ids: Iterable[int] = (),
+    all_live: bool = False,
+    probe: InspectionFact | None = None,
+) -> EnterpriseFacts | None:
+    """The enterprise, its inspections since ``since`` and the candidates' bookings; one query.
+
+    Candidates whose bookings are loaded: the inspections ``candidate_ids`` (of this enterprise,
+    within the history), every live one when ``all_live``, and ``probe`` (a candidate not stored
+    yet, e.g. a check request: its inspectors on its booked day). None if the enterprise is unknown.
+    """
+    day = probe.booked_day if probe is not None else None
+    inspectors = sorted(probe.inspector_ids) if probe is not None and day is not None else []
+    raw = await _driver(session)
+    row = await raw.fetchrow(
+        _FACTS_SQL,
+        uscc,
+        since,
+        sorted(set(candidate_ids)),
+        all_live,
+        inspectors,
+        day if inspectors else None,
+    )
     if row is None:
         return None
-    history = tuple(zip(row.since, (_risk(c) for c in row.classes), strict=True))
-    if not history:
-        history = ((date(1900, 1, 1), _risk(row.risk_class)),)
-    return EnterpriseFact(uscc=row.uscc, risk_classes=history, established_on=row.established_on)
+    history_rows: list[dict[str, Any]] = json.loads(row["history"] or "[]")
+    history = [_json_fact(r, row["uscc"]) for r in history_rows]
+    agencies = {int(r["id"]): frozenset({r["agency_code"], *r["agencies"]}) for r in history_rows}
+    bookings = [_json_fact(r, row["uscc"]) for r in json.loads(row["bookings"] or "[]")]
+    risk = tuple(zip(row["since"], (_risk(c) for c in row["classes"]), strict=True))
+    if not risk:
+        risk = ((date(1900, 1, 1), _risk(row["risk_class"])),)
+    enterprise = EnterpriseFact(
+        uscc=row["uscc"], risk_classes=risk, established_on=row["established_on"]
+    )
+    return EnterpriseFacts(enterprise, history, agencies, bookings)
+
+
+async def load_enterprise_fact(session: AsyncSession, uscc: str) -> EnterpriseFact | None:
+    """The enterprise as the rules see it (risk class history, founding date), or None."""
+    loaded = await load_facts(session, uscc, date.max)
+    return loaded.enterprise if loaded is not None else None
 
 
 async def load_history(
@@ -111,9 +196,10 @@ async def load_history(
 
     Also returns every inspection's agencies (its lead agency and its matters' agencies).
     """
-    rows = (await session.execute(_HISTORY, {"uscc": uscc, "since": since})).all()
-    agencies = {int(r.id): frozenset({r.agency_code, *r.agencies}) for r in rows}
-    return [_fact(r) for r in rows], agencies
+    loaded = await load_facts(session, uscc, since)
+    if loaded is None:
+        return [], {}
+    return loaded.history, loaded.agencies
 
 
 def history_start(year: int) -> date:
@@ -125,27 +211,20 @@ async def load_enterprise_facts(
     session: AsyncSession, uscc: str, year: int
 ) -> tuple[EnterpriseFact, list[InspectionFact]]:
     """The enterprise and its inspections as the rules see them (pre-check and detector)."""
-    enterprise = await load_enterprise_fact(session, uscc)
-    if enterprise is None:
+    loaded = await load_facts(session, uscc, history_start(year))
+    if loaded is None:
         from inspection_hub.errors import NotFound
 
         raise NotFound(f"Enterprise {uscc} is not registered.")
-    facts, _ = await load_history(session, uscc, history_start(year))
-    return enterprise, facts
+    return loaded.enterprise, loaded.history
 
 
 async def load_bookings(session: AsyncSession, candidate: InspectionFact) -> list[InspectionFact]:
     """Inspections of the candidate's inspectors at other enterprises on its booked day."""
-    day = candidate.booked_day
-    if day is None or not candidate.inspector_ids:
+    if candidate.booked_day is None or not candidate.inspector_ids:
         return []
-    rows = (
-        await session.execute(
-            _BOOKINGS,
-            {"inspectors": sorted(candidate.inspector_ids), "uscc": candidate.uscc, "day": day},
-        )
-    ).all()
-    return [_fact(r) for r in rows]
+    loaded = await load_facts(session, candidate.uscc, date.max, probe=candidate)
+    return loaded.bookings if loaded is not None else []
 
 
 # -- findings -------------------------------------------------------------------------------

@@ -114,23 +114,37 @@ async def detect_for_enterprise(
     """
     result = DetectionResult()
     await xact_lock(session, LOCK_NAMESPACE, uscc)
-    enterprise = await repo.load_enterprise_fact(session, uscc)
-    if enterprise is None:
-        return result
     wanted = set(inspection_ids) if inspection_ids is not None else None
     since = repo.history_start(local_today().year)
-    history, agencies = await repo.load_history(session, uscc, since)
-    by_id = {f.id: f for f in history}
+    loaded = await repo.load_facts(
+        session, uscc, since, candidate_ids=wanted or (), all_live=wanted is None
+    )
+    if loaded is None:
+        return result
+    by_id = {f.id: f for f in loaded.history}
     if wanted is not None and not wanted <= by_id.keys():
         # An old candidate: look at the enterprise's whole history.
-        history, agencies = await repo.load_history(session, uscc, date(1, 1, 1))
-        by_id = {f.id: f for f in history}
+        loaded = await repo.load_facts(session, uscc, date(1, 1, 1), candidate_ids=wanted)
+        if loaded is None:
+            return result
+        by_id = {f.id: f for f in loaded.history}
+    history, agencies = loaded.history, loaded.agencies
     if wanted is None:
         candidates = [f for f in history if f.status in _LIVE_STATUSES]
     else:
         candidates = [by_id[i] for i in sorted(wanted) if i in by_id]
     for candidate in candidates:
-        await _detect_one(session, enterprise, candidate, history, agencies, by_id, book, result)
+        await _detect_one(
+            session,
+            loaded.enterprise,
+            candidate,
+            history,
+            agencies,
+            by_id,
+            book,
+            result,
+            loaded.bookings,
+        )
     return result
 
 
@@ -143,12 +157,14 @@ async def _detect_one(
     by_id: dict[int, InspectionFact],
     book: PolicyBook,
     result: DetectionResult,
+    bookings: list[InspectionFact],
 ) -> None:
     try:
         policy = book.at(candidate.window_start)
     except PolicyNotInForceError:
         return
-    bookings = await repo.load_bookings(session, candidate)
+    # ``bookings`` holds every candidate's bookings; the rule keeps those on this one's day
+    # sharing one of its inspectors.
     for finding in evaluate(candidate, history, enterprise, policy, bookings):
         codes = _finding_agencies(finding, agencies, by_id)
         if finding.kind == "mergeable":
