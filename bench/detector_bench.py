@@ -126,6 +126,29 @@ async def generate(dsn: str, enterprises: int, inspections: int, seed: int) -> f
         await conn.close()
 
 
+async def forget_detector_run(dsn: str, inspections: int) -> float:
+    """Undo an earlier run's detector phase on a kept database (its inspections and findings)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        started = time.perf_counter()
+        async with conn.transaction():
+            await conn.execute(
+                "DELETE FROM conflict WHERE EXISTS "
+                "(SELECT 1 FROM unnest(inspection_ids) x WHERE x > $1)",
+                inspections,
+            )
+            for table, column in (
+                ("inspection_inspector", "inspection_id"),
+                ("inspection_matter", "inspection_id"),
+                ("inspection", "id"),
+            ):
+                await conn.execute(f"DELETE FROM {table} WHERE {column} > $1", inspections)
+        await conn.execute("VACUUM ANALYZE conflict, inspection, inspection_matter")
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
 def pct(values: list[float], p: float) -> float:
     """The p-th percentile (nearest rank) of values."""
     ordered = sorted(values)
@@ -262,16 +285,27 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--reuse",
+        metavar="DATABASE",
+        help="measure on a database kept by an earlier run (same sizes and seed; implies --keep)",
+    )
     args = parser.parse_args()
-    name = "bench_detector_" + uuid.uuid4().hex[:8]
+    name = args.reuse or "bench_detector_" + uuid.uuid4().hex[:8]
     dsn = f"{args.pg}/{name}"
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-    admin = await asyncpg.connect(args.pg + "/postgres")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+    if args.reuse:
+        args.keep = True
+    else:
+        admin = await asyncpg.connect(args.pg + "/postgres")
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
     try:
-        await asyncio.to_thread(upgrade_to_head, url)
-        seconds = await generate(dsn, args.enterprises, args.inspections, args.seed)
+        if args.reuse:
+            seconds = await forget_detector_run(dsn, args.inspections)
+        else:
+            await asyncio.to_thread(upgrade_to_head, url)
+            seconds = await generate(dsn, args.enterprises, args.inspections, args.seed)
         conn = await asyncpg.connect(dsn)
         size = await conn.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
         await conn.close()

@@ -22,77 +22,12 @@ from inspection_hub.policy import RISK_CLASSES, RiskClass
 #: How far back the rules look (repeat windows, the previous inspector, the cap year).
 HISTORY_YEARS = 3
 
-_LIVE = "('scheduled', 'in_progress', 'completed')"
-
-# Everything the rules read about one enterprise, in ONE round trip: the enterprise with its
-# risk class history, its inspections with a window starting on or after $2 (bounded by the
-# (enterprise_uscc, window_start) index) with their categories, agencies and inspectors, and the
-# inspector bookings at other enterprises on the candidates' booked days. Bookings go through
-# ix_inspection_inspector_inspector_booked_day: one short index range per (inspector, day)
-# instead of every inspection an inspector ever had. Candidates: the enterprise's inspections
-# named in $3, or all its live ones when $4, plus a probe ($5 inspectors on day $6: the
-# pre-check's candidate, not stored yet).
-_FACTS_SQL = f"""
-WITH h AS MATERIALIZED (
-    SELECT i.id, i.agency_code, i.premises_id, i.kind, i.basis, i.status,
-           i.window_start, i.window_end, i.visit_date,
-           coalesce(m.categories, '{{}}') AS categories,
-           coalesce(m.agencies, '{{}}') AS agencies,
-           coalesce(p.inspectors, '{{}}') AS inspectors
-    FROM inspection i
-    LEFT JOIN LATERAL (
-        SELECT array_agg(DISTINCT im.category) AS categories,
-               array_agg(DISTINCT im.agency_code) AS agencies
-        FROM inspection_matter im
-        WHERE im.enterprise_uscc = i.enterprise_uscc AND im.inspection_id = i.id
-    ) m ON true
-    LEFT JOIN LATERAL (
-        SELECT array_agg(ii.inspector_id) AS inspectors
-        FROM inspection_inspector ii
-        WHERE ii.enterprise_uscc = i.enterprise_uscc AND ii.inspection_id = i.id
-    ) p ON true
-    WHERE i.enterprise_uscc = $1::bpchar AND i.window_start >= $2::date
-),
-slots AS (
-    SELECT ii.inspector_id, ii.booked_day
-    FROM inspection_inspector ii
-    WHERE ii.enterprise_uscc = $1::bpchar AND ii.booked_day IS NOT NULL
-      AND ii.inspection_id IN (
-          SELECT h.id FROM h
-          WHERE h.id = ANY($3::bigint[]) OR ($4::boolean AND h.status IN {_LIVE}))
-    UNION
-    SELECT x.inspector_id, $6::date FROM unnest($5::bigint[]) AS x(inspector_id)
-    WHERE $6::date IS NOT NULL
-),
-booked AS (
-    SELECT DISTINCT o.enterprise_uscc, o.inspection_id
-    FROM slots s
-    JOIN inspection_inspector o
-      ON o.inspector_id = s.inspector_id AND o.booked_day = s.booked_day
-    WHERE o.booked_day IS NOT NULL AND o.enterprise_uscc <> $1::bpchar
-),
-b AS (
-    SELECT i.id, i.enterprise_uscc, i.agency_code, i.premises_id, i.kind, i.basis, i.status,
-           i.window_start, i.window_end, i.visit_date,
-           coalesce((SELECT array_agg(DISTINCT im.category) FROM inspection_matter im
-                     WHERE im.enterprise_uscc = i.enterprise_uscc AND im.inspection_id = i.id),
-                    '{{}}') AS categories,
-           coalesce((SELECT array_agg(ii.inspector_id) FROM inspection_inspector ii
-                     WHERE ii.enterprise_uscc = i.enterprise_uscc AND ii.inspection_id = i.id),
-                    '{{}}') AS inspectors
-    FROM booked k
-    JOIN inspection i ON i.enterprise_uscc = k.enterprise_uscc AND i.id = k.inspection_id
-    WHERE i.status IN {_LIVE}
+# One round trip for everything the rules read about one enterprise: the SQL function
+# conflict_facts (migration 0005_conflicts, where the query and its indexes are described).
+_FACTS_SQL = (
+    "SELECT * FROM conflict_facts($1::bpchar, $2::date, $3::bigint[], $4::boolean, "
+    "$5::bigint[], $6::date, $7::text, $8::text)"
 )
-SELECT e.uscc, e.risk_class, e.established_on,
-       (SELECT coalesce(array_agg(r.valid_from ORDER BY r.valid_from), '{{}}')
-          FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc) AS since,
-       (SELECT coalesce(array_agg(r.risk_class ORDER BY r.valid_from), '{{}}')
-          FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc) AS classes,
-       (SELECT json_agg(h ORDER BY h.id) FROM h)::text AS history,
-       (SELECT json_agg(b ORDER BY b.id) FROM b)::text AS bookings
-FROM enterprise e WHERE e.uscc = $1::bpchar
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +70,6 @@ def _risk(value: str) -> RiskClass:
     raise ValueError(f"unknown risk class {value!r}")
 
 
-async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's transaction (prepared statements, no ORM)."""
-    conn = await session.connection()
-    return (await conn.get_raw_connection()).driver_connection
-
-
 async def load_facts(
     session: AsyncSession,
     uscc: str,
@@ -149,25 +78,35 @@ async def load_facts(
     candidate_ids: Iterable[int] = (),
     all_live: bool = False,
     probe: InspectionFact | None = None,
+    lock_namespace: str | None = None,
 ) -> EnterpriseFacts | None:
     """The enterprise, its inspections since ``since`` and the candidates' bookings; one query.
 
     Candidates whose bookings are loaded: the inspections ``candidate_ids`` (of this enterprise,
     within the history), every live one when ``all_live``, and ``probe`` (a candidate not stored
     yet, e.g. a check request: its inspectors on its booked day). None if the enterprise is unknown.
+    With ``lock_namespace``, first takes the advisory lock ``xact_lock(session, lock_namespace,
+    uscc)`` would, and reads the facts after it is granted (same round trip).
     """
     day = probe.booked_day if probe is not None else None
     inspectors = sorted(probe.inspector_ids) if probe is not None and day is not None else []
-    raw = await _driver(session)
-    row = await raw.fetchrow(
+    # Through the session's connection (not the bare driver), so the transaction is begun
+    # first and the lock is held to its end; a driver-level SQL string, no ORM, no compiling.
+    conn = await session.connection()
+    result = await conn.exec_driver_sql(
         _FACTS_SQL,
-        uscc,
-        since,
-        sorted(set(candidate_ids)),
-        all_live,
-        inspectors,
-        day if inspectors else None,
+        (
+            uscc,
+            since,
+            sorted(set(candidate_ids)),
+            all_live,
+            inspectors,
+            day if inspectors else None,
+            lock_namespace,
+            uscc if lock_namespace is not None else None,
+        ),
     )
+    row = result.mappings().one_or_none()
     if row is None:
         return None
     history_rows: list[dict[str, Any]] = json.loads(row["history"] or "[]")

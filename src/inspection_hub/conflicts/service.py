@@ -113,12 +113,8 @@ async def detect_for_enterprise(
     Serialised per enterprise by an advisory lock, so concurrent passes yield one finding.
     """
     result = DetectionResult()
-    await xact_lock(session, LOCK_NAMESPACE, uscc)
     wanted = set(inspection_ids) if inspection_ids is not None else None
-    since = repo.history_start(local_today().year)
-    loaded = await repo.load_facts(
-        session, uscc, since, candidate_ids=wanted or (), all_live=wanted is None
-    )
+    loaded = await load_locked(session, uscc, wanted)
     if loaded is None:
         return result
     by_id = {f.id: f for f in loaded.history}
@@ -127,8 +123,37 @@ async def detect_for_enterprise(
         loaded = await repo.load_facts(session, uscc, date(1, 1, 1), candidate_ids=wanted)
         if loaded is None:
             return result
-        by_id = {f.id: f for f in loaded.history}
+    await detect_loaded(session, loaded, wanted, book, result)
+    return result
+
+
+async def load_locked(
+    session: AsyncSession, uscc: str, wanted: set[int] | None
+) -> repo.EnterpriseFacts | None:
+    """Take the enterprise's detection lock and load its recent facts (one round trip).
+
+    Bookings are loaded for the ``wanted`` inspections, or every live one when None.
+    """
+    return await repo.load_facts(
+        session,
+        uscc,
+        repo.history_start(local_today().year),
+        candidate_ids=wanted or (),
+        all_live=wanted is None,
+        lock_namespace=LOCK_NAMESPACE,
+    )
+
+
+async def detect_loaded(
+    session: AsyncSession,
+    loaded: repo.EnterpriseFacts,
+    wanted: set[int] | None,
+    book: PolicyBook,
+    result: DetectionResult,
+) -> None:
+    """Run the rules for the wanted (None: every live) inspections of loaded facts; record."""
     history, agencies = loaded.history, loaded.agencies
+    by_id = {f.id: f for f in history}
     if wanted is None:
         candidates = [f for f in history if f.status in _LIVE_STATUSES]
     else:
@@ -145,7 +170,6 @@ async def detect_for_enterprise(
             result,
             loaded.bookings,
         )
-    return result
 
 
 async def _detect_one(

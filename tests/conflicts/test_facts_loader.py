@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from inspection_hub.config import Settings
 from inspection_hub.conflicts import repository as repo
 from inspection_hub.conflicts.rules import InspectionFact, evaluate
-from inspection_hub.conflicts.service import policy_book
+from inspection_hub.conflicts.service import LOCK_NAMESPACE, load_locked, policy_book
 from inspection_hub.inspections.service import create_inspections_bulk, keyring_for
 from tests.conflicts.helpers import (
     Headers,
@@ -218,3 +218,27 @@ async def test_double_booking_found_by_detector_and_precheck_loader(
     ]
     async with sessionmaker() as session:
         assert await repo.load_facts(session, "91320402MA00000000", date(2026, 1, 1)) is None
+
+
+async def test_lock_taken_with_the_load_is_held_to_the_end_of_the_transaction(
+    client: httpx.AsyncClient,
+    admin: Headers,
+    two_agencies: tuple[str, str],
+    sessionmaker: SM,
+) -> None:
+    uscc = await add_enterprise(client, admin, 41)
+    other = await add_enterprise(client, admin, 42)
+    lock_sql = text("SELECT pg_try_advisory_xact_lock(hashtext(:ns), hashtext(:key)) AS got")
+    async with sessionmaker() as session, session.begin():
+        # The load is the transaction's first statement: it must begin the transaction.
+        loaded = await load_locked(session, uscc, None)
+        assert loaded is not None
+        assert loaded.history == []
+        async with sessionmaker() as probe, probe.begin():
+            held = await probe.execute(lock_sql, {"ns": LOCK_NAMESPACE, "key": uscc})
+            assert held.scalar_one() is False
+            free = await probe.execute(lock_sql, {"ns": LOCK_NAMESPACE, "key": other})
+            assert free.scalar_one() is True
+    async with sessionmaker() as probe, probe.begin():
+        released = await probe.execute(lock_sql, {"ns": LOCK_NAMESPACE, "key": uscc})
+        assert released.scalar_one() is True
