@@ -190,9 +190,21 @@ def audit_verify() -> None:
 
     settings = get_settings()
     configure_logging("WARNING")
-    report = _run_with_session(settings, _database_url(settings), verify_chain)
+    from inspection_hub.db.session import make_engine, make_sessionmaker
+
+    async def main() -> Any:
+        engine = make_engine(_database_url(settings), settings)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await verify_chain(session)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(main())
     if report.ok:
         typer.echo(f"audit chain OK: {report.rows} rows verified")
+        if report.pending:
+            typer.echo(f"{report.pending} row(s) written meanwhile are still pending")
         return
     typer.echo(f"audit chain BROKEN at row {report.first_broken_id}: {report.reason}")
     raise typer.Exit(code=1)
@@ -304,6 +316,71 @@ def policy_check(
     for version in book.versions:
         end = version.effective_to.isoformat() if version.effective_to else "open-ended"
         typer.echo(f"ok: version {version.version} from {version.effective_from} to {end}")
+
+
+def _run_background(*, workers: bool, scheduler: bool) -> None:
+    """Run event workers and/or the scheduler (no API) until SIGTERM or SIGINT."""
+    import signal
+
+    import httpx
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+
+    async def main() -> None:
+        from inspection_hub.db.session import make_engine, make_sessionmaker
+
+        engine = make_engine(url, settings)
+        sessionmaker = make_sessionmaker(engine)
+        http = httpx.AsyncClient(
+            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        worker = sched = None
+        try:
+            if workers:
+                from inspection_hub.events.worker import EventWorker
+
+                worker = EventWorker(engine, sessionmaker, http, settings)
+                await worker.start()
+            if scheduler:
+                from inspection_hub.scheduler.runner import start_scheduler
+
+                sched = start_scheduler(sessionmaker)
+            what = " and ".join(
+                n for n, on in (("workers", workers), ("scheduler", scheduler)) if on
+            )
+            _err(f"inspection-hub {what} running (pid {os.getpid()})")
+            await stop.wait()
+            _err("stopping gracefully")
+        finally:
+            if sched is not None:
+                sched.shutdown(wait=False)
+            if worker is not None:
+                await worker.stop()
+            await http.aclose()
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+@app.command()
+def worker() -> None:
+    """Run event workers and webhook delivery only (scale out: any number of replicas)."""
+    _run_background(workers=True, scheduler=False)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the periodic jobs only (replicas are safe: each job run takes an advisory lock)."""
+    _run_background(workers=False, scheduler=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
