@@ -31,7 +31,7 @@ from pathlib import Path
 import asyncpg
 
 from inspection_hub.config import Settings
-from inspection_hub.conflicts import repository as repo
+from inspection_hub.conflicts import facts as repo
 from inspection_hub.conflicts.handlers import detect
 from inspection_hub.conflicts.rules import InspectionFact, evaluate
 from inspection_hub.conflicts.service import policy_book

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inspection_hub.config import Settings
-from inspection_hub.conflicts import repository as repo
+from inspection_hub.conflicts import facts as repo
 from inspection_hub.conflicts.rules import InspectionFact, evaluate
 from inspection_hub.conflicts.service import LOCK_NAMESPACE, load_locked, policy_book
 from inspection_hub.inspections.service import create_inspections_bulk, keyring_for

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inspection_hub.audit.service import record
 from inspection_hub.auth.principal import Principal, Role
+from inspection_hub.conflicts import facts as fact_loader
 from inspection_hub.conflicts import repository as repo
 from inspection_hub.conflicts.models import Conflict, JointProposal, JointProposalConsent
 from inspection_hub.conflicts.rules import (
@@ -120,7 +121,7 @@ async def detect_for_enterprise(
     by_id = {f.id: f for f in loaded.history}
     if wanted is not None and not wanted <= by_id.keys():
         # An old candidate: look at the enterprise's whole history.
-        loaded = await repo.load_facts(session, uscc, date(1, 1, 1), candidate_ids=wanted)
+        loaded = await fact_loader.load_facts(session, uscc, date(1, 1, 1), candidate_ids=wanted)
         if loaded is None:
             return result
     await detect_loaded(session, loaded, wanted, book, result)
@@ -129,15 +130,15 @@ async def detect_for_enterprise(
 
 async def load_locked(
     session: AsyncSession, uscc: str, wanted: set[int] | None
-) -> repo.EnterpriseFacts | None:
+) -> fact_loader.EnterpriseFacts | None:
     """Take the enterprise's detection lock and load its recent facts (one round trip).
 
     Bookings are loaded for the ``wanted`` inspections, or every live one when None.
     """
-    return await repo.load_facts(
+    return await fact_loader.load_facts(
         session,
         uscc,
-        repo.history_start(local_today().year),
+        fact_loader.history_start(local_today().year),
         candidate_ids=wanted or (),
         all_live=wanted is None,
         lock_namespace=LOCK_NAMESPACE,
@@ -146,7 +147,7 @@ async def load_locked(
 
 async def detect_loaded(
     session: AsyncSession,
-    loaded: repo.EnterpriseFacts,
+    loaded: fact_loader.EnterpriseFacts,
     wanted: set[int] | None,
     book: PolicyBook,
     result: DetectionResult,
@@ -986,7 +987,7 @@ async def _carry_out(
 
 async def burden(session: AsyncSession, uscc: str, year: int, book: PolicyBook) -> dict[str, Any]:
     """The enterprise's yearly cap ledger: done, scheduled, cap, remaining, by agency."""
-    enterprise = await repo.load_enterprise_fact(session, uscc)
+    enterprise = await fact_loader.load_enterprise(session, uscc)
     if enterprise is None:
         raise NotFound(f"Enterprise {uscc} is not registered.")
     today = local_today()
