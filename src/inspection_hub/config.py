@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     survey_dispatch_batch: int = 1000
     survey_callback_concurrency: int = 64
     survey_callback_max_attempts: int = 12
+    web_session_idle_minutes: int = 30
+    web_session_absolute_hours: int = 8
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
 
     # Check requests (approvals): deadlines themselves come from the dated policy.
     idempotency_ttl_hours: int = 24
