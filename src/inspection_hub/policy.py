@@ -17,6 +17,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -435,6 +436,17 @@ def load_policy(path: str | os.PathLike[str] | None = None) -> PolicyBook:
     if book is None:
         raise PolicyError(problems)
     return book
+
+
+@lru_cache(maxsize=8)
+def _cached_book(path: Path, mtime_ns: int) -> PolicyBook:
+    return load_policy(path)
+
+
+def policy_in_force(path: str | os.PathLike[str] | None = None) -> PolicyBook:
+    """The policy book of a file (default: the configured one), re-read when the file changes."""
+    resolved = Path(path or default_policy_path()).resolve()
+    return _cached_book(resolved, resolved.stat().st_mtime_ns)
 
 
 def validate_policy_file(path: str | os.PathLike[str]) -> list[str]:

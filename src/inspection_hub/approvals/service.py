@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, insert, or_, select, text, update
@@ -41,7 +38,12 @@ from inspection_hub.inspections.state import InspectionStatus
 from inspection_hub.kit.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from inspection_hub.kit.timeutil import utcnow
 from inspection_hub.kit.workdays import SHANGHAI, add_working_days
-from inspection_hub.policy import Policy, PolicyBook, PolicyNotInForceError, load_policy
+from inspection_hub.policy import (
+    Policy,
+    PolicyBook,
+    PolicyNotInForceError,
+    policy_in_force,
+)
 
 T = cast(Table, CheckRequest.__table__)
 PENDING = CheckRequestStatus.pending.value
@@ -52,15 +54,9 @@ DECISION_EVENTS = {
 }
 
 
-@lru_cache(maxsize=8)
-def _book(path: str, mtime_ns: int) -> PolicyBook:
-    return load_policy(path)
-
-
 def policy_book(settings: Settings) -> PolicyBook:
     """The policy book in force (re-read when the file changes)."""
-    path: Path = settings.policy_path()
-    return _book(str(path), os.stat(path).st_mtime_ns)
+    return policy_in_force(settings.policy_path())
 
 
 @dataclass(frozen=True, slots=True)

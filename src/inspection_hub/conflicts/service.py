@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,7 @@ from inspection_hub.kit.timeutil import local_today
 from inspection_hub.policy import (
     PolicyBook,
     PolicyNotInForceError,
-    default_policy_path,
-    load_policy,
+    policy_in_force,
 )
 
 LOCK_NAMESPACE = "conflicts"
@@ -48,15 +46,9 @@ RESOLUTIONS = ("merged", "justified", "cancelled", "dismissed")
 _LIVE_STATUSES = ("scheduled", "in_progress", "completed")
 
 
-@lru_cache(maxsize=8)
-def _book_at(path: Path, mtime_ns: int) -> PolicyBook:
-    return load_policy(path)
-
-
 def policy_book(path: Path | None = None) -> PolicyBook:
     """The policy file in force (reloaded when the file changes)."""
-    resolved = (path or default_policy_path()).resolve()
-    return _book_at(resolved, resolved.stat().st_mtime_ns)
+    return policy_in_force(path)
 
 
 # -- detection --------------------------------------------------------------------------------

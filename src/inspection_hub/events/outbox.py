@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from sqlalchemy import text
@@ -58,6 +59,21 @@ async def emit(
         },
     )
     event_id = int(result.scalar_one())
-    # NOTIFY is transactional: delivered only if this transaction commits.
-    await session.execute(text("SELECT pg_notify(:ch, '')"), {"ch": NOTIFY_CHANNEL})
+    await notify_once(session)
     return event_id
+
+
+async def notify_once(session: AsyncSession, channel: str = NOTIFY_CHANNEL) -> None:
+    """Wake the workers at commit: one NOTIFY per transaction and channel, however many events.
+
+    NOTIFY is transactional (delivered only if the transaction commits) and PostgreSQL folds
+    duplicates anyway; sending it once saves a round trip per event on busy transactions.
+    """
+    transaction = session.get_transaction()
+    key = f"_notified:{channel}"
+    marker = session.info.get(key)
+    if transaction is not None and marker is not None and marker() is transaction:
+        return
+    await session.execute(text("SELECT pg_notify(:ch, '')"), {"ch": channel})
+    if transaction is not None:
+        session.info[key] = weakref.ref(transaction)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inspection_hub.audit.service import record
 from inspection_hub.auth.principal import Principal
 from inspection_hub.errors import Conflict, NotFound, ValidationFailed
-from inspection_hub.events.outbox import NOTIFY_CHANNEL
+from inspection_hub.events.outbox import notify_once
 from inspection_hub.events.types import all_types
 from inspection_hub.kit.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 
@@ -135,7 +135,7 @@ async def retry_parked(session: AsyncSession, actor: Principal, run_id: int) -> 
         ),
         {"id": run_id},
     )
-    await session.execute(text("SELECT pg_notify(:ch, '')"), {"ch": NOTIFY_CHANNEL})
+    await notify_once(session)
     await record(
         session,
         actor,

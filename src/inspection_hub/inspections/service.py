@@ -26,7 +26,7 @@ from inspection_hub.errors import (
     ValidationFailed,
 )
 from inspection_hub.events import types as ev
-from inspection_hub.events.outbox import NOTIFY_CHANNEL, emit
+from inspection_hub.events.outbox import emit, notify_once
 from inspection_hub.inspections.codes import CodeClaims, CodeExpired, CodeForged, CodeKeyring
 from inspection_hub.inspections.models import (
     Inspection,
@@ -341,7 +341,7 @@ async def create_inspections_bulk(
             "payload",
         ],
     )
-    await session.execute(text("SELECT pg_notify(:ch, '')"), {"ch": NOTIFY_CHANNEL})
+    await notify_once(session)
     await record(
         session,
         actor,

@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
@@ -38,21 +36,15 @@ from inspection_hub.plans import draw as dr
 from inspection_hub.plans.models import Draw, Plan, PlanItem
 from inspection_hub.plans.schemas import DrawRead, PlanCreate, PlanItemRead, PlanRead
 from inspection_hub.plans.state import PlanStatus, next_status
-from inspection_hub.policy import Policy, PolicyBook, load_policy
+from inspection_hub.policy import Policy, PolicyBook, policy_in_force
 
 # zlib level of the stored population: level 6 costs ~2x the time of level 1 for <1 % smaller.
 _POPULATION_ZLIB_LEVEL = 6
 
 
-@lru_cache(maxsize=8)
-def _policy_book(path: Path, mtime: float) -> PolicyBook:
-    return load_policy(path)
-
-
 def policy_book(settings: Settings) -> PolicyBook:
     """The policy file in force (re-read when it changes)."""
-    path = settings.policy_path()
-    return _policy_book(path, path.stat().st_mtime)
+    return policy_in_force(settings.policy_path())
 
 
 def closed_year(year: int, today: date | None = None) -> bool:

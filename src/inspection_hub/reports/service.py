@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inspection_hub.paths import config_dir
-from inspection_hub.policy import RISK_CLASSES, PolicyNotInForceError, load_policy
+from inspection_hub.policy import RISK_CLASSES, PolicyNotInForceError, policy_in_force
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 LIVE = "i.status NOT IN ('cancelled', 'merged')"
@@ -179,7 +179,7 @@ def _rate(num: int, den: int) -> float | None:
 
 
 def _caps(year: int) -> dict[str, int]:
-    book = load_policy()
+    book = policy_in_force()
     for day in (date(year, 12, 31), date(year, 1, 1)):
         try:
             policy = book.at(day)

@@ -13,7 +13,6 @@ import json
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import text
@@ -23,8 +22,13 @@ from inspection_hub.audit.service import record
 from inspection_hub.auth.principal import Principal
 from inspection_hub.errors import Conflict, Gone, NotFound
 from inspection_hub.events import types as ev
-from inspection_hub.events.outbox import NOTIFY_CHANNEL, emit
-from inspection_hub.policy import PolicyBook, PolicyNotInForceError, SurveyRules, load_policy
+from inspection_hub.events.outbox import emit, notify_once
+from inspection_hub.policy import (
+    PolicyBook,
+    PolicyNotInForceError,
+    SurveyRules,
+    policy_in_force,
+)
 from inspection_hub.surveys.findings import record_finding
 from inspection_hub.surveys.schemas import PhoneVisitCreate, Question, SurveyAnswer
 
@@ -104,9 +108,8 @@ CONTRADICTIONS: dict[str, str] = {
 }
 
 
-@lru_cache
 def _policy_book(path: str | None) -> PolicyBook:
-    return load_policy(path)
+    return policy_in_force(path)
 
 
 def survey_rules(day: date, policy_path: str | None = None) -> SurveyRules:
@@ -304,7 +307,7 @@ async def emit_many(
         },
     )
     mapping = {int(agg): int(eid) for eid, agg in result.all()}
-    await session.execute(text("SELECT pg_notify(:ch, '')"), {"ch": NOTIFY_CHANNEL})
+    await notify_once(session)
     return mapping
 
 

@@ -11,7 +11,7 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inspection_hub.policy import Policy, PolicyNotInForceError, load_policy
+from inspection_hub.policy import Policy, PolicyNotInForceError, policy_in_force
 from inspection_hub.surveys.findings import record_findings_from
 
 _BASE = "FROM inspection i WHERE i.year = :year AND i.status = 'completed'"
@@ -112,7 +112,7 @@ RULES: dict[str, tuple[str, str]] = {
 
 
 def _policy_for(year: int, policy_path: str | None) -> Policy | None:
-    book = load_policy(policy_path)
+    book = policy_in_force(policy_path)
     for day in (min(date.today(), date(year, 12, 31)), date(year, 12, 31), date(year, 1, 1)):
         try:
             return book.at(day)
