@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     allow_private_callback_urls: bool = False
     webhook_timeout_seconds: float = 15.0
     decision_working_days: int = 3
+    public_rate_limit_per_second: float = 20.0
+    public_rate_limit_burst: int = 200
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,7 @@ from inspection_hub.db.migrate import head_revisions
 from inspection_hub.db.session import make_engine, make_sessionmaker, resolve_database_url
 from inspection_hub.errors import Conflict, install_error_handlers
 from inspection_hub.events.runtime import start_background, stop_background
+from inspection_hub.kit.ratelimit import RateLimitMiddleware
 from inspection_hub.middleware import RequestContextMiddleware
 
 
@@ -83,6 +84,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         err = Conflict("The change conflicts with existing data (a uniqueness or reference rule).")
         return problem_response(409, err.to_problem(request.url.path))
 
+    app.add_middleware(
+        RateLimitMiddleware,
+        rate=settings.public_rate_limit_per_second,
+        burst=settings.public_rate_limit_burst,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         max_body=settings.max_upload_bytes,
