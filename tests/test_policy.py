@@ -351,7 +351,8 @@ reason = "project"
     assert not policy.overrides_no_disturb(None)
     assert policy.sampling_ratio("C") == 0.10
     assert policy.surveys.sample_ratio("unplanned") == 1.0
-    assert policy.surveys.sample_ratio("joint") == 0.30
+    # all joint inspections are surveyed (issue 7)
+    assert policy.surveys.sample_ratio("joint") == 1.0
     with pytest.raises(ValueError, match="unknown inspection kind"):
         policy.surveys.sample_ratio("surprise")
     assert policy.new_business_grace_end(date(2025, 8, 31)) == date(2026, 2, 28)

@@ -23,6 +23,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 draw_app = typer.Typer(help="Verifiable draws (双随机抽取).")
 app.add_typer(draw_app, name="draw")
+policy_app = typer.Typer(help="The dated policy file (caps, windows, exemptions).")
+app.add_typer(policy_app, name="policy")
 
 T = TypeVar("T")
 
@@ -288,6 +290,39 @@ def citus_distribute() -> None:
         _err("the citus extension is not available on this server; nothing was changed")
         raise typer.Exit(code=1)
     typer.echo("distributed: enterprise-keyed tables by enterprise_uscc, reference tables copied")
+
+
+@app.command("trace-check")
+def trace_check(
+    year: Annotated[int, typer.Option(help="Calendar year of the completed inspections")],
+) -> None:
+    """Run the trace checks (平台留痕核查) of a year's completed inspections; no duplicates."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    url = _database_url(settings)
+    from inspection_hub.surveys.trace import run_trace_checks
+
+    counts = _run_with_session(settings, url, lambda s: run_trace_checks(s, year))
+    for rule, n in counts.items():
+        typer.echo(f"{rule}: {n} new finding(s)")
+
+
+@policy_app.command("check")
+def policy_check(
+    file: Annotated[Path, typer.Argument(help="Policy file, e.g. config/policy.toml")],
+) -> None:
+    """Validate a policy file: exit 0 when valid, 1 listing every problem."""
+    from inspection_hub.policy import load_policy, validate_policy_file
+
+    problems = validate_policy_file(file)
+    if problems:
+        for problem in problems:
+            _err(f"error: {problem}")
+        raise typer.Exit(code=1)
+    book = load_policy(file)
+    for version in book.versions:
+        end = version.effective_to.isoformat() if version.effective_to else "open-ended"
+        typer.echo(f"ok: version {version.version} from {version.effective_from} to {end}")
 
 
 if __name__ == "__main__":  # pragma: no cover

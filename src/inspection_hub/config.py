@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     decision_working_days: int = 3
     public_rate_limit_per_second: float = 20.0
     public_rate_limit_burst: int = 200
+    # Surveys
+    survey_callback_secret: str = Field(default="", repr=False)
+    survey_dispatch_batch: int = 1000
+    survey_callback_concurrency: int = 64
+    survey_callback_max_attempts: int = 12
 
     @classmethod
     def settings_customise_sources(

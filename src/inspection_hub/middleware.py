@@ -88,10 +88,23 @@ class RequestContextMiddleware:
                 "request",
                 extra={
                     "method": scope.get("method"),
-                    "path": path,
+                    "path": _redact(path),
                     "status": status,
                     "ms": round((time.perf_counter() - started) * 1000, 2),
                     "request_id": rid,
                 },
             )
             request_id_var.reset(token)
+
+
+_SECRET_PATH_PREFIXES = ("/public/v1/surveys/",)
+
+
+def _redact(path: str) -> str:
+    """Paths that carry a bearer secret (survey link tokens) are logged without it."""
+    for prefix in _SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            rest = path[len(prefix) :]
+            tail = rest.split("/", 1)[1] if "/" in rest else ""
+            return prefix + "{token}" + ("/" + tail if tail else "")
+    return path

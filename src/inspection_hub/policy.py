@@ -196,7 +196,7 @@ class SurveyRules(_Strict):
 
     planned_sample_ratio: float = Field(default=0.30, ge=0.0, le=1.0)
     unplanned_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
-    joint_sample_ratio: float = Field(default=0.30, ge=0.0, le=1.0)
+    joint_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     delay_days: int = Field(default=1, ge=0)
     reminder_days: int = Field(default=3, ge=0)
     expiry_days: int = Field(default=14, ge=1)
