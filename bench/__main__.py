@@ -37,7 +37,6 @@ from bench.common import (
     sample_keys,
     scratch_database,
     seed_inspection_history,
-    serving,
     sqlalchemy_url,
     wrk,
     wrk_available,
