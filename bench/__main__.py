@@ -243,6 +243,120 @@ def _load_reads(
     return figures
 
 
+def scenario_checkrequest(ctx: Context) -> list[Figure]:
+    """POST /v1/check-requests with the pre-check under wrk (bench/checkrequest_bench.py)."""
+    import json
+
+    scale = ctx.scale
+    out = _run_module(
+        ctx,
+        "bench.checkrequest_bench",
+        "--enterprises", str(scale.enterprises if scale.name != "province" else 1_000_000),
+        "--inspections", str(scale.enterprises * 3 if scale.name != "province" else 3_000_000),
+        "--seconds", str(scale.http_seconds),
+        "--connections", str(scale.connections),
+    )  # fmt: skip
+    data = json.loads(out[out.index("{") :])
+    sat, fixed = data["submit_saturated"], data["submit_fixed_rate"]
+    insert = ctx.http["insert"]
+    return [
+        Figure(
+            f"check-request submit + pre-check ({data['enterprises']:,} ent.)",
+            f"{sat['rps']:,.0f} req/s",
+            f"FastAPI insert {insert.rps:,.0f} req/s",
+            _ratio(sat["rps"], insert.rps),
+            sat.get("p50_ms"),
+            sat.get("p99_ms"),
+            note=f"target >= 40 %; its own ceiling {data['ceiling']['rps']:,.0f} req/s; "
+            f"p99 at {fixed.get('rate', '')} req/s: {fixed.get('p99_ms', float('nan')):.1f} ms",
+        )
+    ]
+
+
+def scenario_detector(ctx: Context) -> list[Figure]:
+    """Pre-check latency and detector throughput (bench/detector_bench.py)."""
+    n = ctx.scale.enterprises if ctx.scale.name != "province" else 1_000_000
+    out = _run_module(
+        ctx, "bench.detector_bench", "--enterprises", str(n), "--inspections", str(3 * n),
+        "--samples", "500", "--events", "2000",
+    )  # fmt: skip
+    p50 = _num(r"pre-check \(.*?\): p50 ([\d.]+) ms", out)
+    p99 = _num(r"pre-check \(.*?\): p50 [\d.]+ ms, p99 ([\d.]+) ms", out)
+    rate = _num(r"detector: .*?: ([\d,]+) events/s", out)
+    peak = _num(r"memory after detector: RSS [\d.]+ MiB, peak ([\d.]+) MiB", out)
+    select = ctx.raw["select_pool10"]
+    return [
+        Figure(
+            f"pre-check facts + rules, in process ({n:,} ent.)",
+            f"p50 {p50:.2f} ms",
+            f"raw indexed select {1000 / ctx.raw['select_1conn']:.2f} ms",
+            _ratio(1000 / ctx.raw["select_1conn"], p50),
+            p50,
+            p99,
+            note="ratio: one raw select's latency / pre-check latency",
+        ),
+        Figure(
+            "detector throughput (4 workers)",
+            f"{rate:,.0f} events/s",
+            f"raw select pool 10 {select:,.0f}/s",
+            _ratio(rate, select),
+            peak_mib=peak,
+        ),
+    ]
+
+
+def scenario_events(ctx: Context) -> list[Figure]:
+    """Outbox write/handle rates and lag at 500 events/s (bench/events_bench.py)."""
+    seconds = str(min(20, ctx.scale.http_seconds * 2))
+    out = _run_module(ctx, "bench.events_bench", "--seconds", seconds, "--backlog", "10000")
+    written = _num(r"written: .*= ([\d,]+) events/s", out)
+    handled = _num(r"handled: .*= ([\d,]+) events/s", out)
+    p50 = _num(r"lag at .*?: p50 ([\d.]+) ms", out)
+    p99 = _num(r"lag at .*?p99 ([\d.]+) ms", out)
+    insert = ctx.raw["insert_pool10"]
+    return [
+        Figure(
+            "event lag at 500 events/s (commit -> handler)",
+            f"p50 {p50:.1f} ms",
+            "",
+            None,
+            p50,
+            p99,
+        ),
+        Figure(
+            "outbox writes (100 per transaction)",
+            f"{written:,.0f} events/s",
+            f"raw insert pool 10 {insert:,.0f}/s",
+            _ratio(written, insert),
+        ),
+        Figure(
+            "relay handling, one worker (no-op)",
+            f"{handled:,.0f} events/s",
+            f"raw insert pool 10 {insert:,.0f}/s",
+            _ratio(handled, insert),
+        ),
+    ]
+
+
+def scenario_report(ctx: Context) -> list[Figure]:
+    """Execution report over a year's inspections (bench/report_bench.py)."""
+    n = ctx.scale.enterprises * 3
+    out = _run_module(
+        ctx, "bench.report_bench", "--n", str(n), "--enterprises", str(ctx.scale.enterprises)
+    )
+    runs = [float(x) for x in re.findall(r"execution report run \d+: ([\d.]+) s", out)]
+    best = min(runs)
+    scan_s = n / ctx.raw["copy_rows"]
+    return [
+        Figure(
+            f"execution report ({n:,} inspections)",
+            f"{best:.2f} s (best of {len(runs)})",
+            f"raw COPY of {n:,} rows {scan_s:.2f} s",
+            _ratio(scan_s, best),
+        )
+    ]
+
+
 SCENARIOS: dict[str, tuple[str, str | None, Callable[[Context], list[Figure]]]] = {
     # key: (label, module that must exist, runner)
     "import": ("enterprise import", "bench.import_bench", scenario_import),
@@ -251,33 +365,21 @@ SCENARIOS: dict[str, tuple[str, str | None, Callable[[Context], list[Figure]]]] 
     "checkrequest": (
         "check-request submission with pre-check over HTTP",
         "bench.checkrequest_bench",
-        _generic("bench.checkrequest_bench", lambda s: [], "check-request submission"),
+        scenario_checkrequest,
     ),
     "approval": (
         "approval decision over HTTP",
-        "bench.checkrequest_bench",
-        _generic("bench.checkrequest_bench", lambda s: [], "approval decision"),
+        "bench.approval_bench",
+        _generic("bench.approval_bench", lambda s: [], "approval decision"),
     ),
-    "detector": (
-        "detector throughput",
-        "bench.detector_bench",
-        _generic("bench.detector_bench", lambda s: [], "detector throughput"),
-    ),
-    "events": (
-        "event lag at 500 events/s",
-        "bench.events_bench",
-        _generic("bench.events_bench", lambda s: [], "event lag at 500 events/s"),
-    ),
+    "detector": ("detector throughput", "bench.detector_bench", scenario_detector),
+    "events": ("event lag at 500 events/s", "bench.events_bench", scenario_events),
     "survey": (
         "survey dispatch",
         "bench.survey_bench",
         _generic("bench.survey_bench", lambda s: [], "survey dispatch"),
     ),
-    "report": (
-        "execution report",
-        "bench.report_bench",
-        _generic("bench.report_bench", lambda s: [], "execution report"),
-    ),
+    "report": ("execution report", "bench.report_bench", scenario_report),
 }
 
 

@@ -17,9 +17,7 @@ def dsn(database_url: str, sessionmaker: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedApp]:
+def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     """`inspection-hub serve` on the test database for a whole module, log captured."""
     data_dir = tmp_path_factory.mktemp("served")
     env = server_env(database_url, data_dir, INSPECTION_HUB_PUBLIC_RATE_LIMIT_PER_SECOND="0")

@@ -59,7 +59,10 @@ def _fuzz(base: str, tokens: dict[str, str]) -> dict[str, Any]:
 
             try:
                 run()
-            except (Exception, BaseExceptionGroup) as exc:  # collect every failing operation, then fail once
+            except (
+                Exception,
+                BaseExceptionGroup,
+            ) as exc:  # collect every failing operation, then fail once
                 failures.append(f"{role} {operation.label}: {str(exc)[:800]}")
         assert time.monotonic() < deadline, f"schema run exceeded {TIME_BOUND_S} s"
     return {"failures": failures, **calls}
