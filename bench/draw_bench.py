@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
+import os
 import resource
 import time
 from datetime import date, timedelta
@@ -17,6 +20,7 @@ from inspection_hub.plans.draw import (
     export_draw,
     new_seed,
     population_digest,
+    population_text,
     run_draw,
     seed_commitment,
     stratify,
@@ -29,9 +33,23 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def report(label: str, seconds: float) -> None:
-    """Print one timing line with the peak RSS so far."""
-    print(f"{label:<34} {seconds:8.2f} s   peak RSS {peak_rss_mib():8.0f} MiB", flush=True)
+class Timer:
+    """Wall and CPU seconds of a block, printed with the peak RSS and the load average."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __enter__(self) -> Timer:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        print(
+            f"{self.label:<40} {wall:7.2f} s (CPU {cpu:6.2f} s)   peak RSS "
+            f"{peak_rss_mib():6.0f} MiB   load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -78,24 +96,27 @@ def main() -> None:
         workload_cap=cap,
         recusals={population[i].uscc: {"insp-0001", "insp-0002"} for i in range(0, args.n, 50)},
     )
-    report("baseline (after generation)", 0.0)
-
-    t = time.perf_counter()
-    population_digest(population)
-    report("population digest alone", time.perf_counter() - t)
-
-    t = time.perf_counter()
-    result = run_draw(draw_input)
-    report("draw (run_draw)", time.perf_counter() - t)
-
-    t = time.perf_counter()
-    export = export_draw(draw_input, result)
-    report("export_draw", time.perf_counter() - t)
-
-    t = time.perf_counter()
-    outcome = verify_export(export)
-    report("verify_export", time.perf_counter() - t)
+    with Timer("baseline (after generation)"):
+        pass
+    with Timer("population digest alone (sorts 1M)"):
+        population_digest(population)
+    with Timer("population text (as the service reads it)"):
+        draw_input = dataclasses.replace(draw_input, population_text=population_text(population))
+    with Timer("draw (run_draw)"):
+        result = run_draw(draw_input)
+    with Timer("export_draw (pairs, format 1)"):
+        export = export_draw(draw_input, result)
+    with Timer("verify_export (pairs)"):
+        outcome = verify_export(export)
     print(f"match={outcome.match} differences={len(outcome.differences)}")
+    with Timer("json round trip + verify (pairs)"):
+        outcome = verify_export(json.loads(json.dumps(export)))
+    print(f"match={outcome.match}")
+    del export
+    with Timer("json round trip + verify (compact)"):
+        compact = json.dumps(export_draw(draw_input, result, compact=True))
+        outcome = verify_export(json.loads(compact))
+    print(f"match={outcome.match}")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         await session.execute(text("SET session_replication_role = replica"))
         await session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         await session.execute(text("ALTER SEQUENCE audit_log_id_seq RESTART"))
+        await session.execute(text("ALTER SEQUENCE audit_log_pending_seq RESTART"))
         await session.execute(text("SET session_replication_role = DEFAULT"))
         await session.commit()
 

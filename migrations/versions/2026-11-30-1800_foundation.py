@@ -102,8 +102,12 @@ CREATE TABLE api_token (
 );
 CREATE INDEX ix_api_token_user_id ON api_token (user_id);
 
--- Audit trail: append-only, hash-chained by a trigger (the application cannot forge the chain).
+-- Audit trail: append-only and hash-chained. Writers insert "pending" rows (negative ids, no
+-- hash) without any global lock; the sealer (`audit_seal()`, run every few seconds and by
+-- `audit verify`) appends them to the chain one at a time: it gives each row its positive
+-- chain id and hashes it with its predecessor's hash. Nothing else may change a row.
 CREATE SEQUENCE audit_log_id_seq;
+CREATE SEQUENCE audit_log_pending_seq;
 CREATE TABLE audit_log (
     id bigint NOT NULL,
     at timestamptz NOT NULL DEFAULT now(),
@@ -116,8 +120,8 @@ CREATE TABLE audit_log (
     before jsonb,
     after jsonb,
     request_id varchar(64),
-    prev_hash varchar(64) NOT NULL,
-    hash text NOT NULL,
+    prev_hash varchar(64),
+    hash text,
     CONSTRAINT pk_audit_log PRIMARY KEY (id)
 );
 CREATE INDEX ix_audit_log_object ON audit_log (object_type, object_id);
@@ -132,31 +136,59 @@ CREATE FUNCTION audit_row_hash(a audit_log) RETURNS text LANGUAGE sql IMMUTABLE 
         coalesce(a.request_id, '')), 'UTF8')), 'hex')
 $$;
 
-CREATE FUNCTION audit_log_chain() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    last_hash text;
+CREATE FUNCTION audit_log_pending() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- One writer at a time extends the chain; ids are drawn under the lock, so id order is
-    -- chain order even when transactions started in another order.
-    PERFORM pg_advisory_xact_lock(hashtext('inspection_hub.audit_log_chain'));
-    NEW.id := nextval('audit_log_id_seq');
+    -- Whatever the writer sent, a new row is pending: the chain fields are the sealer's.
+    NEW.id := -nextval('audit_log_pending_seq');
     NEW.at := clock_timestamp();
-    SELECT hash INTO last_hash FROM audit_log ORDER BY id DESC LIMIT 1;
-    NEW.prev_hash := coalesce(last_hash, repeat('0', 64));
-    NEW.hash := audit_row_hash(NEW);
+    NEW.prev_hash := NULL;
+    NEW.hash := NULL;
     RETURN NEW;
 END
 $$;
 
 CREATE FUNCTION audit_log_forbid_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    last_hash text;
 BEGIN
+    -- The one permitted change: sealing a pending row (SET hash = 'seal'), content untouched.
+    IF TG_OP = 'UPDATE' AND OLD.id < 0 AND OLD.hash IS NULL AND NEW.hash = 'seal'
+       AND NEW.id = OLD.id AND NEW.at = OLD.at
+       AND NEW.actor_id IS NOT DISTINCT FROM OLD.actor_id AND NEW.actor_name = OLD.actor_name
+       AND NEW.role = OLD.role AND NEW.action = OLD.action
+       AND NEW.object_type = OLD.object_type AND NEW.object_id = OLD.object_id
+       AND NEW.before IS NOT DISTINCT FROM OLD.before AND NEW.after IS NOT DISTINCT FROM OLD.after
+       AND NEW.request_id IS NOT DISTINCT FROM OLD.request_id THEN
+        PERFORM pg_advisory_xact_lock(hashtext('inspection_hub.audit_log_chain'));
+        NEW.id := nextval('audit_log_id_seq');
+        SELECT hash INTO last_hash FROM audit_log WHERE id > 0 ORDER BY id DESC LIMIT 1;
+        NEW.prev_hash := coalesce(last_hash, repeat('0', 64));
+        NEW.hash := audit_row_hash(NEW);
+        RETURN NEW;
+    END IF;
     RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END
 $$;
 
+CREATE FUNCTION audit_seal(max_rows integer DEFAULT 10000) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    pending record;
+    sealed integer := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('inspection_hub.audit_log_chain'));
+    -- Pending ids count down from -1, so the oldest pending row is sealed first.
+    FOR pending IN SELECT id FROM audit_log WHERE id < 0 ORDER BY id DESC LIMIT max_rows LOOP
+        UPDATE audit_log SET hash = 'seal' WHERE id = pending.id;
+        sealed := sealed + 1;
+    END LOOP;
+    RETURN sealed;
+END
+$$;
+
 CREATE TRIGGER audit_log_chain BEFORE INSERT ON audit_log
-    FOR EACH ROW EXECUTE FUNCTION audit_log_chain();
+    FOR EACH ROW EXECUTE FUNCTION audit_log_pending();
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_forbid_change();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
@@ -252,10 +284,12 @@ DROP TABLE inspection_inspector;
 DROP TABLE inspection_matter;
 DROP TABLE inspection;
 DROP TABLE event;
+DROP FUNCTION audit_seal(integer);
 DROP TABLE audit_log CASCADE;
 DROP FUNCTION audit_log_forbid_change();
-DROP FUNCTION audit_log_chain();
+DROP FUNCTION audit_log_pending();
 DROP SEQUENCE audit_log_id_seq;
+DROP SEQUENCE audit_log_pending_seq;
 DROP TABLE api_token;
 DROP TABLE user_account;
 DROP TABLE enterprise_risk_class;

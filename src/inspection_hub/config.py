@@ -53,14 +53,47 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     allow_private_callback_urls: bool = False
     webhook_timeout_seconds: float = 15.0
-    decision_working_days: int = 3
     public_rate_limit_per_second: float = 20.0
     public_rate_limit_burst: int = 200
+    webhook_retry_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [
+            5.0,
+            30.0,
+            120.0,
+            600.0,
+            1800.0,
+            3600.0,
+            10800.0,
+            21600.0,
+            43200.0,
+            86400.0,
+            86400.0,
+        ]
+    )
+    webhook_retry_jitter: float = 0.2
+    webhook_claim_seconds: float = 60.0
+    webhook_concurrency: int = 32
+    event_poll_seconds: float = 1.0
+    event_batch_size: int = 500
+    handler_retry_base_seconds: float = 2.0
+    handler_retry_max_seconds: float = 3600.0
+    shutdown_grace_seconds: float = 20.0
+    metrics_allow_remote: bool = False
+
     # Surveys
     survey_callback_secret: str = Field(default="", repr=False)
     survey_dispatch_batch: int = 1000
     survey_callback_concurrency: int = 64
     survey_callback_max_attempts: int = 12
+    web_session_idle_minutes: int = 30
+    web_session_absolute_hours: int = 8
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
+
+    # Check requests (approvals): deadlines themselves come from the dated policy.
+    idempotency_ttl_hours: int = 24
+    idempotency_in_flight_seconds: int = 60
+    check_request_sweep_batch: int = 500
 
     @classmethod
     def settings_customise_sources(

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.http = httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False
+            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
         )
         await start_background(app)
         try:

@@ -41,7 +41,9 @@ async def verify(sessionmaker: Any) -> Any:
 
 
 async def superuser_sql(sessionmaker: Any, *statements: str) -> None:
-    """Tamper as the database owner: trigger off, change, trigger on, in one transaction."""
+    """Seal what is pending, then tamper as the database owner: trigger off, change, trigger on."""
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text("SELECT audit_seal()"))
     async with sessionmaker() as s, s.begin():
         await s.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update"))
         for sql in statements:
@@ -155,7 +157,7 @@ async def test_application_cannot_change_audit_rows(
 async def test_chain_fields_cannot_be_forged_on_insert(
     client: httpx.AsyncClient, admin: dict[str, str], two_agencies: Any, sessionmaker: Any
 ) -> None:
-    """The trigger sets id, time, prev_hash and hash: values sent by the writer are ignored."""
+    """The triggers set id, time, prev_hash and hash: values sent by the writer are ignored."""
     async with sessionmaker() as s, s.begin():
         await s.execute(
             text(
@@ -164,9 +166,15 @@ async def test_chain_fields_cannot_be_forged_on_insert(
             )
         )
     async with sessionmaker() as s:
+        pending = (
+            await s.execute(text("SELECT id, prev_hash FROM audit_log WHERE action = 'forged'"))
+        ).one()
+    assert pending.id < 0  # pending until sealed, whatever id the writer sent
+    assert pending.prev_hash is None
+    assert (await verify(sessionmaker)).ok  # seals, then checks
+    async with sessionmaker() as s:
         row = (
             await s.execute(text("SELECT id, prev_hash FROM audit_log WHERE action = 'forged'"))
         ).one()
     assert row.id == 5
     assert row.prev_hash != "p"
-    assert (await verify(sessionmaker)).ok

@@ -13,7 +13,7 @@ from inspection_hub.db.base import Base
 
 
 class AuditLog(Base):
-    """One recorded write. Rows cannot be updated or deleted (trigger)."""
+    """One recorded write: pending (id < 0) until sealed into the chain; otherwise immutable."""
 
     __tablename__ = "audit_log"
 
@@ -28,5 +28,5 @@ class AuditLog(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     request_id: Mapped[str | None] = mapped_column(String(64))
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(Text)

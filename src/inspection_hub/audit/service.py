@@ -63,6 +63,13 @@ class ChainReport:
     ok: bool
     first_broken_id: int | None = None
     reason: str | None = None
+    pending: int = 0
+
+
+async def seal(session: AsyncSession, max_rows: int = 10_000) -> int:
+    """Append pending audit rows to the hash chain (in the caller's transaction)."""
+    result = await session.execute(text("SELECT audit_seal(:n)"), {"n": max_rows})
+    return int(result.scalar_one())
 
 
 _VERIFY = text(
@@ -72,6 +79,7 @@ _VERIFY = text(
            lag(hash) OVER (ORDER BY id) AS previous_hash,
            lag(id) OVER (ORDER BY id) AS previous_id
     FROM audit_log a
+    WHERE id > 0
     ORDER BY id
     """
 )
@@ -80,19 +88,24 @@ GENESIS = "0" * 64
 
 
 async def verify_chain(session: AsyncSession) -> ChainReport:
-    """Recompute every row's hash and link; name the first row that does not fit."""
+    """Seal what is pending, then recompute every row's hash and link; name the first misfit."""
+    await seal(session)
+    await session.commit()
+    pending = int(
+        (await session.execute(text("SELECT count(*) FROM audit_log WHERE id < 0"))).scalar_one()
+    )
     result = await session.stream(_VERIFY)
     count = 0
     async for row in result:
         count += 1
-        previous = row.previous_hash if row.previous_hash is not None else GENESIS
-        if row.prev_hash != previous:
+        expected_prev = GENESIS if row.previous_id is None else row.previous_hash
+        if row.id != (row.previous_id or 0) + 1 or row.prev_hash != expected_prev:
             reason = (
                 "the row before it was deleted, inserted or reordered"
                 if row.previous_id is not None
                 else "the first row does not start the chain (earlier rows were deleted)"
             )
-            return ChainReport(count, False, int(row.id), reason)
+            return ChainReport(count, False, int(row.id), reason, pending)
         if row.hash != row.expected:
-            return ChainReport(count, False, int(row.id), "the row's content was edited")
-    return ChainReport(count, True)
+            return ChainReport(count, False, int(row.id), "the row's content was edited", pending)
+    return ChainReport(count, True, pending=pending)

@@ -83,3 +83,68 @@ async def resolve_token(session: AsyncSession, token: str, pepper: str) -> Princ
         return None
     tok, user = row
     return principal_of(user, tok.id)
+
+
+async def create_person(
+    session: AsyncSession,
+    actor: Principal | None,
+    *,
+    username: str,
+    display_name: str,
+    role: Role,
+    agency_code: str | None,
+    password: str,
+) -> UserAccount:
+    """Create a person who signs in to the pages with a password (admin); audited."""
+    from inspection_hub.audit.service import record
+    from inspection_hub.auth.passwords import hash_password, password_problem
+    from inspection_hub.errors import Conflict
+
+    problem = password_problem(password)
+    if problem:
+        raise ValidationFailed(
+            "The password is too weak.", errors=[{"field": "password", "detail": problem}]
+        )
+    existing = (
+        await session.execute(select(UserAccount.id).where(UserAccount.username == username))
+    ).scalar_one_or_none()
+    if existing is not None:
+        raise Conflict(f"User {username} already exists.")
+    user = await get_or_create_user(session, username=username, role=role, agency_code=agency_code)
+    user.display_name = display_name
+    user.password_hash = hash_password(password)
+    await session.flush()
+    await record(
+        session,
+        actor,
+        "user.create",
+        "user_account",
+        user.id,
+        after={"username": username, "role": role.value, "agency": agency_code},
+    )
+    return user
+
+
+async def set_password(
+    session: AsyncSession, actor: Principal | None, *, username: str, password: str
+) -> UserAccount:
+    """Set a person's sign-in password and clear any lockout; audited (not the hash)."""
+    from inspection_hub.audit.service import record
+    from inspection_hub.auth.passwords import hash_password, password_problem
+
+    problem = password_problem(password)
+    if problem:
+        raise ValidationFailed(
+            "The password is too weak.", errors=[{"field": "password", "detail": problem}]
+        )
+    user = (
+        await session.execute(select(UserAccount).where(UserAccount.username == username))
+    ).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"User {username} does not exist.")
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    await session.flush()
+    await record(session, actor, "user.set_password", "user_account", user.id)
+    return user

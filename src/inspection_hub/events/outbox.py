@@ -13,16 +13,24 @@ NOTIFY_CHANNEL = "inspection_hub_events"
 
 _INSERT = text(
     """
+    WITH prev AS (
+        SELECT aggregate_seq, commit_order FROM event
+        WHERE aggregate_type = :agg_type AND aggregate_id = :agg_id
+        ORDER BY aggregate_seq DESC LIMIT 1
+    )
     INSERT INTO event (type, type_version, aggregate_type, aggregate_id, aggregate_seq,
-                       enterprise_uscc, agency_codes, payload)
-    VALUES (:type, :version, CAST(:agg_type AS varchar), CAST(:agg_id AS varchar),
-            COALESCE((SELECT max(aggregate_seq) FROM event
-                      WHERE aggregate_type = CAST(:agg_type AS varchar)
-                        AND aggregate_id = CAST(:agg_id AS varchar)), 0) + 1,
-            :uscc, CAST(:agencies AS varchar[]), CAST(:payload AS jsonb))
+                       enterprise_uscc, agency_codes, payload, commit_order)
+    VALUES (:type, :version, :agg_type, :agg_id,
+            COALESCE((SELECT aggregate_seq FROM prev), 0) + 1,
+            :uscc, CAST(:agencies AS varchar[]), CAST(:payload AS jsonb),
+            GREATEST((pg_current_xact_id()::text)::bigint,
+                     COALESCE((SELECT commit_order FROM prev), 0)))
     RETURNING id
     """
 )
+"""The insert: `commit_order` is this transaction's id, or the aggregate's previous event's
+when that is larger, so readers bounded by the snapshot xmin never skip a late commit and see
+one aggregate's events in order (see events/relay.py)."""
 
 
 async def emit(

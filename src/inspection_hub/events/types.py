@@ -93,6 +93,12 @@ CHECK_REQUEST_ESCALATED = declare(
 CHECK_REQUEST_EXPIRED = declare(
     "check_request.expired", 1, "check_request", "A request expired undecided."
 )
+CHECK_REQUEST_EMERGENCY_UNAPPROVED = declare(
+    "check_request.emergency_unapproved",
+    1,
+    "check_request",
+    "An emergency check was not approved in time (emergency_unapproved finding).",
+)
 
 # Conflicts and joint inspections
 CONFLICT_DETECTED = declare("conflict.detected", 1, "conflict", "The detector raised a finding.")

@@ -360,10 +360,10 @@ async def create_inspections_bulk(
 
 
 def code_url(base_url: str, code: str | None) -> str | None:
-    """The scan URL an inspection code's QR encodes."""
+    """The URL an inspection code's QR encodes: the code page an enterprise opens at the door."""
     if code is None:
         return None
-    return f"{base_url.rstrip('/')}/public/v1/inspection-codes/{code}"
+    return f"{base_url.rstrip('/')}/c/{code}"
 
 
 async def _details(

@@ -45,12 +45,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from fractions import Fraction
-from operator import attrgetter
+from itertools import compress, islice
+from operator import attrgetter, eq, itemgetter, lt, methodcaller
 from typing import Any, Literal
 
 ALGORITHM_VERSION = "dr-hmac-sha256/1"
 EXPORT_FORMAT = "inspection-hub/draw-export"
 EXPORT_FORMAT_VERSION = 1
+# Version 2 carries the population as ``population_text`` (the digest text itself) instead of a
+# list of [uscc, risk_class] pairs; `verify_export` reads both.
+EXPORT_FORMAT_VERSION_COMPACT = 2
 RISK_CLASSES: tuple[str, ...] = ("A", "B", "C", "D")
 DEFAULT_RATIOS: Mapping[str, Decimal] = {
     "A": Decimal("0.01"),
@@ -60,7 +64,10 @@ DEFAULT_RATIOS: Mapping[str, Decimal] = {
 }
 SEED_BYTES = 32
 _MAX_DIFFERENCES_PER_KIND = 20
-_DIGEST_CHUNK = 65536
+# A population line of an 18-character USCC: "uscc,C\n" (the fast path of `parse_population`).
+_USCC_WIDTH = 18
+_LINE_WIDTH = _USCC_WIDTH + 3
+_CLASS_CODES = b"".join(rc.encode("ascii") for rc in RISK_CLASSES)
 
 SamplingMode = Literal["ratio", "fixed_total", "fixed_per_stratum"]
 
@@ -206,6 +213,9 @@ class DrawInput:
     workload_cap: int | None = None
     recusals: Mapping[str, Set[str]] = field(default_factory=dict)
     agencies: tuple[str, ...] = ()
+    # The population as its digest text (sorted ``uscc,risk_class\n`` lines); when given it is
+    # used instead of `population` (the service keeps the text it read from PostgreSQL).
+    population_text: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,38 +305,90 @@ def require_seed(seed_hex: str, commitment: str) -> None:
 # --- population ------------------------------------------------------------------------------
 
 
+def population_text(population: Iterable[Candidate]) -> bytes:
+    """Return the digest text: ``uscc,risk_class\\n`` lines sorted by USCC (see module doc)."""
+    return pairs_text(list(map(attrgetter("uscc", "risk_class"), population)))
+
+
+def pairs_text(pairs: Sequence[Sequence[str]]) -> bytes:
+    """Return the digest text of ``(uscc, risk_class)`` pairs (sorted here when they are not)."""
+    n = len(pairs)
+    if not n:
+        return b""
+    usccs = list(map(itemgetter(0), pairs))
+    if not all(map(lt, usccs, islice(usccs, 1, None))):
+        pairs = sorted(pairs, key=itemgetter(0))
+    del usccs
+    text = "\n".join(map(",".join, pairs)) + "\n"
+    if text.count(",") != n or text.count("\n") != n:
+        raise DrawError("a USCC or risk class contains ',' or a line break")
+    return text.encode("utf-8")
+
+
 def population_digest(population: Iterable[Candidate]) -> str:
     """Return hex SHA-256 over the ``uscc,risk_class\\n`` lines sorted by USCC (see module doc)."""
-    ordered = sorted(population, key=attrgetter("uscc"))
-    digest = hashlib.sha256()
-    for start in range(0, len(ordered), _DIGEST_CHUNK):
-        chunk = ordered[start : start + _DIGEST_CHUNK]
-        text = "".join([f"{c.uscc},{c.risk_class}\n" for c in chunk])
-        if text.count(",") != len(chunk) or text.count("\n") != len(chunk):
+    return hashlib.sha256(population_text(population)).hexdigest()
+
+
+def parse_population(text: bytes) -> dict[str, list[bytes]]:
+    """Split digest text into UTF-8 USCCs per risk class, in USCC order.
+
+    Refuses a text that is not exactly sorted, distinct ``uscc,risk_class\\n`` lines with a known
+    class, so that SHA-256 of the text is the population digest.
+    """
+    size = len(text)
+    n = size // _LINE_WIDTH
+    if (
+        size == n * _LINE_WIDTH
+        and text[_USCC_WIDTH::_LINE_WIDTH] == b"," * n
+        and text[_USCC_WIDTH + 2 :: _LINE_WIDTH] == b"\n" * n
+        and text.count(b",") == n
+        and text.count(b"\n") == n
+    ):
+        # Every line is an 18-byte USCC, a comma, one class byte and LF: slice, don't split.
+        classes = text[_USCC_WIDTH + 1 :: _LINE_WIDTH]
+        bounds = map(slice, range(0, size, _LINE_WIDTH), range(_USCC_WIDTH, size, _LINE_WIDTH))
+        usccs = list(map(text.__getitem__, bounds))
+    else:
+        usccs, classes = _parse_lines(text)
+    unknown = classes.translate(None, _CLASS_CODES)
+    if unknown:
+        bad = bytes(unknown[:1]).decode("utf-8", "replace")
+        raise DrawError(f"unknown risk class {bad!r}")
+    if not all(map(lt, usccs, islice(usccs, 1, None))):
+        if any(map(eq, usccs, islice(usccs, 1, None))):
+            raise DrawError("the population contains a USCC more than once")
+        raise DrawError("the population lines are not sorted by USCC")
+    if usccs and not usccs[0]:
+        raise DrawError("the population contains an empty USCC")
+    return {rc: list(compress(usccs, map(ord(rc).__eq__, classes))) for rc in RISK_CLASSES}
+
+
+def _parse_lines(text: bytes) -> tuple[list[bytes], bytes]:
+    if not text:
+        return [], b""
+    if not text.endswith(b"\n"):
+        raise DrawError("the population text must end with a line break")
+    lines = text.split(b"\n")
+    lines.pop()
+    usccs: list[bytes] = []
+    classes = bytearray()
+    for line in lines:
+        uscc, comma, risk_class = line.partition(b",")
+        if not comma or b"," in risk_class:
             raise DrawError("a USCC or risk class contains ',' or a line break")
-        digest.update(text.encode("utf-8"))
-    return digest.hexdigest()
+        if len(risk_class) != 1:
+            bad = risk_class.decode("utf-8", "replace")
+            raise DrawError(f"unknown risk class {bad!r}")
+        usccs.append(uscc)
+        classes += risk_class
+    return usccs, bytes(classes)
 
 
 def stratify(population: Iterable[Candidate]) -> dict[str, list[str]]:
     """Split the population into USCC lists per risk class; refuse unknown classes, duplicates."""
-    strata: dict[str, list[str]] = {rc: [] for rc in RISK_CLASSES}
-    appenders = {rc: bucket.append for rc, bucket in strata.items()}
-    count = 0
-    try:
-        for c in population:
-            appenders[c.risk_class](c.uscc)
-            count += 1
-    except KeyError as exc:
-        raise DrawError(f"unknown risk class {exc.args[0]!r}") from None
-    distinct: set[str] = set()
-    for bucket in strata.values():
-        distinct.update(bucket)
-    if len(distinct) != count:
-        raise DrawError("the population contains a USCC more than once")
-    if "" in distinct:
-        raise DrawError("the population contains an empty USCC")
-    return strata
+    strata = parse_population(population_text(population))
+    return {rc: [u.decode("utf-8") for u in usccs] for rc, usccs in strata.items()}
 
 
 # --- ranking ---------------------------------------------------------------------------------
@@ -340,13 +402,12 @@ def _hmac_states(key: bytes) -> tuple[Callable[[], Any], Callable[[], Any]]:
     return inner.copy, outer.copy
 
 
-def make_ranker(seed_hex: str) -> Callable[[str], bytes]:
-    """Return a function computing HMAC-SHA256(seed, UTF-8(message)) as raw bytes."""
+def _bytes_ranker(seed_hex: str) -> Callable[[bytes], bytes]:
     inner_copy, outer_copy = _hmac_states(_seed_bytes(seed_hex))
 
-    def rank(message: str) -> bytes:
+    def rank(message: bytes) -> bytes:
         inner = inner_copy()
-        inner.update(message.encode("utf-8"))
+        inner.update(message)
         outer = outer_copy()
         outer.update(inner.digest())
         digest: bytes = outer.digest()
@@ -355,20 +416,64 @@ def make_ranker(seed_hex: str) -> Callable[[str], bytes]:
     return rank
 
 
+def make_ranker(seed_hex: str) -> Callable[[str], bytes]:
+    """Return a function computing HMAC-SHA256(seed, UTF-8(message)) as raw bytes."""
+    rank_bytes = _bytes_ranker(seed_hex)
+
+    def rank(message: str) -> bytes:
+        return rank_bytes(message.encode("utf-8"))
+
+    return rank
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The enterprise half of a draw: population digest, stratum and sample sizes, selection."""
+
+    population_digest: str
+    population_size: dict[str, int]
+    sample_size: dict[str, int]
+    selected: dict[str, tuple[SelectedEnterprise, ...]]
+
+
+def select_population(seed_hex: str, text: bytes, sampling: Sampling) -> Selection:
+    """Digest, stratify and sample a population given as its digest text (see module doc)."""
+    strata = parse_population(text)
+    population_size = {rc: len(strata[rc]) for rc in RISK_CLASSES}
+    sample_size = sampling.sample_sizes(population_size)
+    digest = hashlib.sha256(text).hexdigest()
+    selected = select_enterprises(seed_hex, strata, sample_size)
+    return Selection(digest, population_size, sample_size, selected)
+
+
 def select_enterprises(
-    seed_hex: str, strata: Mapping[str, Sequence[str]], sample_size: Mapping[str, int]
+    seed_hex: str,
+    strata: Mapping[str, Sequence[str]] | Mapping[str, Sequence[bytes]],
+    sample_size: Mapping[str, int],
 ) -> dict[str, tuple[SelectedEnterprise, ...]]:
     """Per stratum, take the k USCCs with the smallest HMAC(seed, uscc), in rank order."""
-    rank = make_ranker(seed_hex)
+    rank = _bytes_ranker(seed_hex)
     selected: dict[str, tuple[SelectedEnterprise, ...]] = {}
     for rc in RISK_CLASSES:
-        usccs = strata.get(rc, ())
+        given = strata.get(rc, ())
         k = sample_size.get(rc, 0)
-        if k <= 0 or not usccs:
+        if k <= 0 or not given:
             selected[rc] = ()
             continue
-        best = heapq.nsmallest(k, zip(map(rank, usccs), usccs, strict=True))
-        selected[rc] = tuple(SelectedEnterprise(u, rc, r.hex()) for r, u in best)
+        usccs: Sequence[bytes] = (
+            list(map(methodcaller("encode", "utf-8"), given))
+            if isinstance(given[0], str)
+            else given  # type: ignore[assignment]
+        )
+        ranks = list(map(rank, usccs))
+        if k < len(ranks):
+            # The k-th smallest rank, then only the candidates at or below it (ties by USCC).
+            kth = heapq.nsmallest(k, ranks)[-1] if k * 4 < len(ranks) else sorted(ranks)[k - 1]
+            best = sorted(compress(zip(ranks, usccs, strict=True), map(kth.__ge__, ranks)))[:k]
+        else:
+            best = sorted(zip(ranks, usccs, strict=True))
+        del ranks
+        selected[rc] = tuple(SelectedEnterprise(u.decode("utf-8"), rc, r.hex()) for r, u in best)
     return selected
 
 
@@ -398,39 +503,49 @@ def assign_inspectors(
     expired = len(in_scope) - len(valid)
     valid_agencies = {i.agency_code for i in valid}
     inner_copy, outer_copy = _hmac_states(_seed_bytes(seed_hex))
-    cert_bytes = [i.certificate_no.encode("utf-8") for i in valid]
+    certs = [i.certificate_no for i in valid]
+    cert_bytes = [c.encode("utf-8") for c in certs]
+    agency_of = [i.agency_code for i in valid]
+    index_of = {i.id: idx for idx, i in enumerate(valid)}
     load = [0] * len(valid)
     cap = workload_cap if workload_cap is not None else -1
+    # Inspectors below the workload cap, by index into `valid` (certificate order).
+    available = list(range(len(valid)))
     order = sorted(selected, key=lambda e: (bytes.fromhex(e.rank), e.uscc))
     assignments: dict[str, tuple[AssignedInspector, ...]] = {}
     failures: list[CoverageFailure] = []
 
     for enterprise in order:
         uscc = enterprise.uscc
-        recused = recusals.get(uscc, frozenset())
+        recused = recusals.get(uscc)
+        eligible = available
+        if recused:
+            skip = {index_of[i] for i in recused if i in index_of}
+            if skip:
+                eligible = [idx for idx in available if idx not in skip]
         prefix = inner_copy()
         prefix.update(uscc.encode("utf-8"))
-        prefix_copy = prefix.copy
-        ranked: list[tuple[bytes, str, int]] = []
-        n_recused = n_capped = 0
-        for idx, inspector in enumerate(valid):
-            if inspector.id in recused:
-                n_recused += 1
-                continue
-            if load[idx] == cap:
-                n_capped += 1
-                continue
-            inner = prefix_copy()
-            inner.update(cert_bytes[idx])
-            outer = outer_copy()
-            outer.update(inner.digest())
-            ranked.append((outer.digest(), inspector.certificate_no, idx))
-
+        rank = _suffix_ranker(prefix.copy, outer_copy)
+        ranks = list(map(rank, map(cert_bytes.__getitem__, eligible)))
         chosen: list[tuple[bytes, str, int]] = []
         missing_agencies: list[str] = []
+        ranked: list[tuple[bytes, str, int]] = []
+        top = heapq.nsmallest(inspectors_per_check, ranks) if not required else []
+        if (
+            len(top) == inspectors_per_check
+            and len(set(top)) == len(top)
+            and ranks.count(top[-1]) == 1
+        ):
+            # The common case: compare the digests alone (no tuple per inspector); the
+            # certificate tie-break only matters when a digest repeats, handled below.
+            for digest in top:
+                idx = eligible[ranks.index(digest)]
+                chosen.append((digest, certs[idx], idx))
+        else:
+            ranked = list(zip(ranks, map(certs.__getitem__, eligible), eligible, strict=True))
         if required:
             for agency in required:
-                own = [r for r in ranked if valid[r[2]].agency_code == agency]
+                own = [r for r in ranked if agency_of[r[2]] == agency]
                 if own:
                     chosen.append(min(own))
                 else:
@@ -438,19 +553,24 @@ def assign_inspectors(
             taken = {r[2] for r in chosen}
             rest = [r for r in ranked if r[2] not in taken]
             chosen.extend(heapq.nsmallest(inspectors_per_check - len(chosen), rest))
-        else:
+        elif not chosen:
             chosen = heapq.nsmallest(inspectors_per_check, ranked)
 
         if missing_agencies or len(chosen) < inspectors_per_check:
+            recused_ids = recused or frozenset()
             failures.append(
                 _coverage_failure(
                     uscc,
                     needed=inspectors_per_check,
-                    eligible=len(ranked),
+                    eligible=len(ranks),
                     roster_size=len(in_scope),
                     expired=expired,
-                    recused=n_recused,
-                    capped=n_capped,
+                    recused=sum(1 for i in valid if i.id in recused_ids),
+                    capped=sum(
+                        1
+                        for idx, i in enumerate(valid)
+                        if i.id not in recused_ids and load[idx] == cap
+                    ),
                     workload_cap=workload_cap,
                     window_end=window_end,
                     missing_agencies=missing_agencies,
@@ -459,8 +579,12 @@ def assign_inspectors(
             )
             continue
         chosen.sort()
+        full = False
         for _, _, idx in chosen:
             load[idx] += 1
+            full = full or load[idx] == cap
+        if full:
+            available = [idx for idx in available if load[idx] != cap]
         assignments[uscc] = tuple(
             AssignedInspector(
                 valid[idx].id, valid[idx].certificate_no, valid[idx].agency_code, digest.hex()
@@ -470,6 +594,21 @@ def assign_inspectors(
     if failures:
         raise DrawInfeasible(failures)
     return assignments
+
+
+def _suffix_ranker(
+    prefix_copy: Callable[[], Any], outer_copy: Callable[[], Any]
+) -> Callable[[bytes], bytes]:
+    # HMAC of (the message already in the inner state `prefix`) || suffix.
+    def rank(suffix: bytes) -> bytes:
+        inner = prefix_copy()
+        inner.update(suffix)
+        outer = outer_copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
+
+    return rank
 
 
 def _coverage_failure(
@@ -520,12 +659,12 @@ def _compute(draw_input: DrawInput) -> DrawResult:
     if draw_input.window_end < draw_input.window_start:
         raise DrawError("the window ends before it starts")
     seed = draw_input.seed.lower()
-    strata = stratify(draw_input.population)
-    digest = population_digest(draw_input.population)
-    population_size = {rc: len(strata[rc]) for rc in RISK_CLASSES}
-    sample_size = draw_input.sampling.sample_sizes(population_size)
-    selected = select_enterprises(seed, strata, sample_size)
-    del strata
+    text = draw_input.population_text
+    if text is None:
+        text = population_text(draw_input.population)
+    selection = select_population(seed, text, draw_input.sampling)
+    del text
+    selected = selection.selected
     assignments = assign_inspectors(
         seed,
         (e for rc in RISK_CLASSES for e in selected[rc]),
@@ -540,9 +679,9 @@ def _compute(draw_input: DrawInput) -> DrawResult:
         algorithm=ALGORITHM_VERSION,
         seed=seed,
         commitment=draw_input.commitment.strip().lower(),
-        population_digest=digest,
-        population_size=population_size,
-        sample_size=sample_size,
+        population_digest=selection.population_digest,
+        population_size=selection.population_size,
+        sample_size=selection.sample_size,
         selected=selected,
         assignments=assignments,
     )
@@ -577,11 +716,38 @@ def result_to_dict(result: DrawResult) -> dict[str, Any]:
     }
 
 
-def export_draw(draw_input: DrawInput, result: DrawResult) -> dict[str, Any]:
-    """Return the self-contained, JSON-serialisable record from which the draw can be re-run."""
+def population_pairs(text: bytes) -> list[list[str]]:
+    """Return the ``[uscc, risk_class]`` pairs of a population's digest text, in USCC order."""
+    lines = text.decode("utf-8").split("\n")
+    lines.pop()  # the text ends with a line break
+    return list(map(methodcaller("split", ",", 1), lines))
+
+
+def export_population(text: bytes, *, compact: bool = False) -> dict[str, Any]:
+    """The export's population fields: pairs (format 1) or the digest text itself (format 2)."""
+    if compact:
+        return {
+            "format_version": EXPORT_FORMAT_VERSION_COMPACT,
+            "population_text": text.decode("utf-8"),
+        }
+    return {"format_version": EXPORT_FORMAT_VERSION, "population": population_pairs(text)}
+
+
+def export_draw(
+    draw_input: DrawInput, result: DrawResult, *, compact: bool = False
+) -> dict[str, Any]:
+    """Return the self-contained, JSON-serialisable record from which the draw can be re-run.
+
+    `compact` writes the population as ``population_text`` (format version 2, much faster to
+    read back) instead of a list of ``[uscc, risk_class]`` pairs.
+    """
+    text = draw_input.population_text
+    if text is None:
+        text = population_text(draw_input.population)
+    population = export_population(text, compact=compact)
     return {
         "format": EXPORT_FORMAT,
-        "format_version": EXPORT_FORMAT_VERSION,
+        "format_version": population.pop("format_version"),
         "algorithm": result.algorithm,
         "seed": result.seed,
         "commitment": result.commitment,
@@ -593,9 +759,7 @@ def export_draw(draw_input: DrawInput, result: DrawResult) -> dict[str, Any]:
         "inspectors_per_check": draw_input.inspectors_per_check,
         "workload_cap": draw_input.workload_cap,
         "agencies": sorted(set(draw_input.agencies)),
-        "population": [
-            [c.uscc, c.risk_class] for c in sorted(draw_input.population, key=attrgetter("uscc"))
-        ],
+        **population,
         "roster": [
             {
                 "id": i.id,
@@ -617,7 +781,8 @@ def draw_input_from_export(data: Mapping[str, Any]) -> DrawInput:
         return DrawInput(
             seed=str(data["seed"]),
             commitment=str(data["commitment"]),
-            population=[Candidate(str(u), str(rc)) for u, rc in data["population"]],
+            population=(),
+            population_text=_export_population_text(data),
             sampling=Sampling.from_dict(data["sampling"]),
             roster=[
                 Inspector(
@@ -642,6 +807,25 @@ def draw_input_from_export(data: Mapping[str, Any]) -> DrawInput:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DrawError(f"malformed export: {exc!r}") from exc
+
+
+def _export_population_text(data: Mapping[str, Any]) -> bytes:
+    """The digest text of an export's population: ``population_text``, or the pairs' text."""
+    text = data.get("population_text")
+    pairs = data.get("population")
+    if text is None and pairs is None:
+        raise DrawError("malformed export: no population")
+    if text is not None and not isinstance(text, str):
+        raise DrawError("malformed export: population_text is not a string")
+    if pairs is not None:
+        if not isinstance(pairs, list):
+            raise DrawError("malformed export: population is not a list")
+        from_pairs = pairs_text(pairs)
+        if text is not None and text.encode("utf-8") != from_pairs:
+            raise DrawError("population and population_text describe different populations")
+        return from_pairs
+    assert text is not None
+    return text.encode("utf-8")
 
 
 def verify_export(data: Mapping[str, Any]) -> VerifyResult:

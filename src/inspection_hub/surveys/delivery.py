@@ -107,6 +107,7 @@ _CLAIM = text(
     )
     SELECT c.enterprise_uscc, c.id, c.inspection_id, c.callback_url, c.callback_attempts,
            c.expires_at, e.payload->>'token' AS token, e.payload->>'answer_url' AS answer_url,
+           e.payload->>'page_url' AS page_url,
            i.agency_code, a.name AS agency_name, i.visit_date,
            COALESCE((SELECT array_agg(m.name ORDER BY m.code)
                      FROM inspection_matter im JOIN matter m ON m.code = im.matter_code
@@ -155,6 +156,7 @@ def callback_body(row: Any) -> dict[str, Any]:
             "inspection_id": row.inspection_id,
             "enterprise": row.enterprise_uscc,
             "answer_url": row.answer_url,
+            "page_url": row.page_url,
             "expires_at": row.expires_at.isoformat() if row.expires_at else None,
             "record": {
                 "agency_code": row.agency_code,

@@ -386,6 +386,7 @@ async def dispatch_due(
                 "enterprise": r.enterprise_uscc,
                 "token": token,
                 "link": base + token,
+                "page_url": public_base_url.rstrip("/") + "/s/" + token,
                 "answer_url": base + token + "/answers",
                 "expires_at": expires_at.isoformat(),
                 "callback": r.callback_url is not None,

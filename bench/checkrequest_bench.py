@@ -1,0 +1,428 @@
+"""Benchmark: check requests submitted per second through HTTP, with the pre-check.
+
+    PYTHONPATH=$PWD/src:$PWD python bench/checkrequest_bench.py \
+        --enterprises 1000000 --inspections 5000000      # the issue's size (loading takes minutes)
+    PYTHONPATH=$PWD/src:$PWD python bench/checkrequest_bench.py   # default: 100k / 500k
+
+What it does, in one run:
+1. creates a fresh database on the PostgreSQL at --pg (default 127.0.0.1:5432), migrates it and
+   loads N enterprises (kit.synth USCCs, streamed to COPY) and M inspections with their matters
+   (generated set-based in PostgreSQL, seeded with setseed: same sizes give the same data);
+2. starts the app under uvicorn (uvloop, httptools, no access log, one worker) in a subprocess,
+   and a bare FastAPI endpoint doing one asyncpg insert in a transaction (the ceiling);
+3. drives both with `wrk -t1 -c32` (POST bodies rotate over many enterprises) and reports req/s,
+   p50 and p99; then an open-loop generator at --rate req/s (httpx, another process) for p99 at
+   a fixed rate.
+Targets (issue 5): submit throughput >= 30 % of the ceiling; p99 < 50 ms at 200 req/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+PEPPER = "bench-pepper-" + "p" * 40
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+async def create_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await conn.close()
+
+
+async def seed(
+    dsn: str, n_enterprises: int, n_inspections: int, seed_value: int
+) -> tuple[str, list[str]]:
+    """Load the data; return a scheduler's token and a sample of USCCs to file requests for."""
+    from inspection_hub.auth.tokens import hash_token, new_token
+    from inspection_hub.kit.synth import enterprises
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO agency (code, name)
+            VALUES ('SCJG', '区市场监管局'), ('YJGL', '区应急管理局');
+            INSERT INTO matter (code, agency_code, name, category) VALUES
+              ('SCJG-001', 'SCJG', '食品安全检查', 'food_safety'),
+              ('SCJG-002', 'SCJG', '价格检查', 'pricing'),
+              ('YJGL-001', 'YJGL', '安全生产检查', 'work_safety');
+            """
+        )
+        started = time.perf_counter()
+        columns = ("uscc", "name", "district_code", "industry_code", "risk_class", "established_on")
+        sample: list[str] = []
+        rng = random.Random(seed_value)
+
+        def rows() -> Any:
+            for e in enterprises(n_enterprises, seed=seed_value):
+                if rng.random() < 20_000 / max(n_enterprises, 1):
+                    sample.append(e["uscc"])
+                yield tuple(e[c] for c in columns)
+
+        await conn.copy_records_to_table("enterprise", records=rows(), columns=list(columns))
+        await conn.execute(
+            "INSERT INTO enterprise_risk_class (enterprise_uscc, valid_from, risk_class) "
+            "SELECT uscc, DATE '1900-01-01', risk_class FROM enterprise"
+        )
+        log(f"enterprises: {n_enterprises:,} in {time.perf_counter() - started:.1f}s")
+        started = time.perf_counter()
+        # Bulk load without per-row FK triggers (the generated data is consistent by construction).
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            """
+            CREATE TEMP TABLE enterprise_no AS
+                SELECT row_number() OVER (ORDER BY uscc) AS n, uscc FROM enterprise;
+            CREATE INDEX ON enterprise_no (n);
+            ANALYZE enterprise_no;
+            """
+        )
+        await conn.execute("SELECT setseed($1)", (seed_value % 1000) / 1000.0)
+        # Set-based generation: random enterprise, agency, window in 2025-2027, status by date.
+        await conn.execute(
+            """
+            INSERT INTO inspection (enterprise_uscc, kind, status, agency_code, year,
+                                    window_start, window_end, visit_date, outcome)
+            SELECT e.uscc, g.kind, g.status, g.agency, extract(year FROM g.ws)::smallint,
+                   g.ws, g.ws + 10,
+                   CASE WHEN g.status = 'completed' THEN g.ws + 3 END,
+                   CASE WHEN g.status = 'completed' THEN 'no_issue' END
+            FROM (
+                SELECT (1 + floor(random() * $2))::bigint AS n,
+                       CASE WHEN random() < 0.7 THEN 'planned' ELSE 'unplanned' END AS kind,
+                       CASE WHEN random() < 0.5 THEN 'SCJG' ELSE 'YJGL' END AS agency,
+                       d.ws,
+                       CASE WHEN d.ws < DATE '2026-11-20' THEN 'completed' ELSE 'scheduled' END
+                           AS status
+                FROM generate_series(1, $1) s,
+                     LATERAL (SELECT DATE '2025-06-01' + (floor(random() * 900))::int + s * 0
+                              AS ws) d
+            ) g JOIN enterprise_no e ON e.n = g.n
+            """,
+            n_inspections,
+            n_enterprises,
+        )
+        await conn.execute(
+            """
+            INSERT INTO inspection_matter (enterprise_uscc, inspection_id, matter_code,
+                                           agency_code, category)
+            SELECT enterprise_uscc, id,
+                   CASE agency_code WHEN 'SCJG' THEN 'SCJG-001' ELSE 'YJGL-001' END, agency_code,
+                   CASE agency_code WHEN 'SCJG' THEN 'food_safety' ELSE 'work_safety' END
+            FROM inspection
+            """
+        )
+        await conn.execute("SET session_replication_role = DEFAULT")
+        await conn.execute("ANALYZE")
+        log(f"inspections: {n_inspections:,} (+ matters) in {time.perf_counter() - started:.1f}s")
+        user_id = await conn.fetchval(
+            "INSERT INTO user_account (username, display_name, role, agency_code) "
+            "VALUES ('bench.scheduler', '调度员', 'scheduler', 'SCJG') RETURNING id"
+        )
+        token = new_token()
+        await conn.execute(
+            "INSERT INTO api_token (user_id, token_hash, prefix) VALUES ($1, $2, $3)",
+            user_id,
+            hash_token(token, PEPPER),
+            token[:10],
+        )
+        await conn.execute(
+            "CREATE TABLE bench_ceiling (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            "body jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+        )
+    finally:
+        await conn.close()
+    return token, sample
+
+
+# The ceiling app lives in bench/ceiling_app.py (no postponed annotations: FastAPI reads them).
+
+
+def start_server(target: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    deadline = time.time() + 30
+    import httpx
+
+    while time.time() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"{target} did not start")
+
+
+def request_bodies(usccs: list[str], n: int) -> list[str]:
+    from inspection_hub.kit.timeutil import local_today
+
+    start = local_today() + timedelta(days=3)
+    bodies = []
+    for i in range(n):
+        s = start + timedelta(days=i % 20)
+        bodies.append(
+            json.dumps(
+                {
+                    "agency": "SCJG",
+                    "enterprise": usccs[i % len(usccs)],
+                    "matters": ["SCJG-001"],
+                    "basis": "complaint",
+                    "basis_ref": f"投诉编号 2026-{i}",
+                    "reason": "群众投诉",
+                    "window": {"start": s.isoformat(), "end": (s + timedelta(days=5)).isoformat()},
+                    "emergency": False,
+                },
+                ensure_ascii=False,
+            )
+        )
+    return bodies
+
+
+LUA = """
+local bodies = {}
+for line in io.lines("%s") do bodies[#bodies + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "%s"
+request = function()
+  i = i + 1
+  return wrk.format(nil, "%s", nil, bodies[(i %% #bodies) + 1])
+end
+"""
+
+
+def run_wrk(
+    port: int, path: str, auth: str, bodies_file: Path, seconds: int, conns: int
+) -> dict[str, float]:
+    script = bodies_file.with_suffix(".lua")
+    script.write_text(LUA % (bodies_file, auth, path))
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(parts[1])
+        elif parts[:1] == ["50.000%"] or parts[:1] == ["50%"]:
+            result["p50_ms"] = _ms(parts[1])
+        elif parts[:1] == ["99.000%"] or parts[:1] == ["99%"]:
+            result["p99_ms"] = _ms(parts[1])
+        elif "Non-2xx" in line:
+            result["non_2xx"] = float(parts[-1])
+    return result
+
+
+def _ms(value: str) -> float:
+    for suffix, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def open_loop(
+    port: int, path: str, auth: str, bodies: list[str], rate: int, seconds: int
+) -> dict[str, float]:
+    """Send at a fixed rate (not waiting for answers) from this process; latency percentiles."""
+    import httpx
+
+    async def main() -> dict[str, float]:
+        latencies: list[float] = []
+        errors = 0
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=httpx.Timeout(30, pool=None)
+        ) as client:
+
+            async def one(body: str) -> None:
+                nonlocal errors
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(
+                        path,
+                        content=body,
+                        headers={"Authorization": auth, "Content-Type": "application/json"},
+                    )
+                    if r.status_code >= 300:
+                        errors += 1
+                except httpx.HTTPError:
+                    errors += 1
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+            tasks = []
+            t_start = time.perf_counter()
+            for i in range(rate * seconds):
+                delay = t_start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(bodies[i % len(bodies)])))
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - t_start
+        latencies.sort()
+        return {
+            "rps": len(latencies) / elapsed,
+            "p50_ms": statistics.median(latencies),
+            "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+            "errors": errors,
+        }
+
+    import uvloop
+
+    return uvloop.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--enterprises", type=int, default=100_000)
+    parser.add_argument("--inspections", type=int, default=500_000)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--pool-size", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is required (apt-get install wrk)")
+
+    name = f"ih_bench_{uuid.uuid4().hex[:8]}"
+    admin_dsn = args.pg + "/postgres"
+    dsn = f"{args.pg}/{name}"
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    asyncio.run(create_database(admin_dsn, name))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        from inspection_hub.db.migrate import upgrade_to_head_async
+
+        asyncio.run(upgrade_to_head_async(url))
+        token, usccs = asyncio.run(seed(dsn, args.enterprises, args.inspections, args.seed))
+        auth = f"Bearer {token}"
+        work = Path(tempfile.mkdtemp(prefix="ih-bench-"))
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
+            "INSPECTION_HUB_DATABASE_URL": url,
+            "INSPECTION_HUB_TOKEN_PEPPER": PEPPER,
+            "INSPECTION_HUB_SESSION_SECRET": secrets.token_urlsafe(48),
+            "INSPECTION_HUB_DATA_DIR": str(work),
+            "INSPECTION_HUB_WORKERS_ENABLED": "false",
+            "INSPECTION_HUB_SCHEDULER_ENABLED": "false",
+            "INSPECTION_HUB_DB_POOL_SIZE": str(args.pool_size),
+            "INSPECTION_HUB_DB_MAX_OVERFLOW": "0",
+            "INSPECTION_HUB_LOG_LEVEL": "WARNING",
+            "BENCH_DSN": dsn,
+        }
+        bodies = request_bodies(usccs, 20_000)
+        bodies_file = work / "bodies.txt"
+        bodies_file.write_text("\n".join(bodies) + "\n")
+
+        procs.append(start_server("bench.ceiling_app:ceiling_app", 8911, env))
+        run_wrk(8911, "/ceiling", auth, bodies_file, 3, args.connections)  # warm-up
+        ceiling = run_wrk(8911, "/ceiling", auth, bodies_file, args.seconds, args.connections)
+        log(f"ceiling (FastAPI + 1 asyncpg insert): {ceiling}")
+        procs.pop().terminate()
+
+        procs.append(start_server("inspection_hub.main:create_app", 8912, env))
+        run_wrk(8912, "/v1/check-requests", auth, bodies_file, 3, args.connections)
+        submit = run_wrk(
+            8912, "/v1/check-requests", auth, bodies_file, args.seconds, args.connections
+        )
+        log(f"POST /v1/check-requests (with pre-check), saturated: {submit}")
+        fixed = open_loop(8912, "/v1/check-requests", auth, bodies, args.rate, args.seconds)
+        log(f"POST /v1/check-requests at {args.rate} req/s: {fixed}")
+        ratio = submit["rps"] / ceiling["rps"]
+        print(
+            json.dumps(
+                {
+                    "enterprises": args.enterprises,
+                    "inspections": args.inspections,
+                    "ceiling": ceiling,
+                    "submit_saturated": submit,
+                    "submit_fixed_rate": fixed,
+                    "ratio_to_ceiling": round(ratio, 3),
+                    "target_ratio_met": ratio >= 0.30,
+                    "target_p99_met": fixed["p99_ms"] < 50,
+                },
+                indent=2,
+            )
+        )
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        if not args.keep:
+            asyncio.run(drop_database(admin_dsn, name))
+
+
+if __name__ == "__main__":
+    main()

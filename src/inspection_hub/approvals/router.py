@@ -1,0 +1,195 @@
+"""Routes: /v1/check-requests (unplanned checks and the head's decisions, 机关负责人审批)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi.responses import Response
+
+from inspection_hub.approvals import service
+from inspection_hub.approvals.schemas import (
+    CheckRequestCreate,
+    CheckRequestRead,
+    DecisionBody,
+    read_of,
+)
+from inspection_hub.approvals.state import Action, CheckRequestStatus
+from inspection_hub.auth.deps import authorize
+from inspection_hub.auth.principal import Principal, Role
+from inspection_hub.config import Settings
+from inspection_hub.db.deps import SessionDep
+from inspection_hub.kit import idempotency
+from inspection_hub.kit.etag import parse_if_match
+from inspection_hub.kit.schema import Page
+
+router = APIRouter(prefix="/v1/check-requests", tags=["check requests"])
+
+Scheduler = Annotated[Principal, Depends(authorize(Role.scheduler))]
+Approver = Annotated[Principal, Depends(authorize(Role.approver))]
+Reader = Annotated[
+    Principal,
+    Depends(
+        authorize(Role.scheduler, Role.approver, Role.supervisor, Role.admin, agency_param="agency")
+    ),
+]
+IfMatch = Annotated[str | None, Header(description="The version the decision is based on.")]
+
+
+def _etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CheckRequestRead,
+    responses={409: {"description": "The Idempotency-Key is still in flight."}},
+)
+async def submit_check_request(
+    body: CheckRequestCreate,
+    request: Request,
+    session: SessionDep,
+    actor: Scheduler,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    """File an unplanned check for the agency head's approval; answers with the pre-check."""
+    settings: Settings = request.app.state.settings
+    claim = None
+    if idempotency_key is not None:
+        claim = await idempotency.claim(
+            request.app.state.sessionmaker,
+            scope=idempotency.scope_of(actor),
+            key=idempotency_key,
+            fingerprint=idempotency.fingerprint(
+                "POST", request.url.path, body.model_dump(mode="json")
+            ),
+            ttl_hours=settings.idempotency_ttl_hours,
+            in_flight_seconds=settings.idempotency_in_flight_seconds,
+        )
+        if claim.replay is not None:
+            return claim.replay.response()
+    try:
+        view = await service.submit(session, actor, body, settings=settings)
+        content = read_of(view.row, view.precheck).model_dump_json()
+        if claim is not None:
+            await idempotency.complete(session, claim, status.HTTP_201_CREATED, content)
+    except BaseException:
+        if claim is not None:
+            await idempotency.release(request.app.state.sessionmaker, claim)
+        raise
+    return Response(
+        content,
+        status_code=status.HTTP_201_CREATED,
+        media_type="application/json",
+        headers={
+            **_etag(view.row["version"]),
+            "Location": f"/v1/check-requests/{view.row['id']}",
+        },
+    )
+
+
+@router.get("", response_model=Page[CheckRequestRead])
+async def list_check_requests(
+    session: SessionDep,
+    viewer: Reader,
+    status_: Annotated[CheckRequestStatus | None, Query(alias="status")] = None,
+    agency: Annotated[str | None, Query(max_length=32)] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Page[CheckRequestRead]:
+    """The queue, oldest first: agency officials see their own agency's, supervisors all."""
+    rows, next_cursor = await service.list_requests(
+        session,
+        viewer,
+        status=status_.value if status_ else None,
+        agency=agency,
+        cursor=cursor,
+        limit=limit,
+    )
+    return Page[CheckRequestRead](items=[read_of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{request_id}", response_model=CheckRequestRead)
+async def get_check_request(
+    request_id: int, request: Request, response: Response, session: SessionDep, viewer: Reader
+) -> CheckRequestRead:
+    """One request with a fresh pre-check (history, cap, merge candidates, findings)."""
+    view = await service.get_request(
+        session, viewer, request_id, settings=request.app.state.settings
+    )
+    response.headers.update(_etag(view.row["version"]))
+    return read_of(view.row, view.precheck)
+
+
+async def _decide(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: Principal,
+    request_id: int,
+    action: Action,
+    comment: str | None,
+    if_match: str | None,
+) -> CheckRequestRead:
+    row = await service.decide(
+        session,
+        actor,
+        request_id,
+        action,
+        comment=comment,
+        if_match=parse_if_match(if_match),
+        settings=request.app.state.settings,
+    )
+    response.headers.update(_etag(row["version"]))
+    return read_of(row)
+
+
+@router.post("/{request_id}/approve", response_model=CheckRequestRead)
+async def approve_check_request(
+    request_id: int,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: Approver,
+    if_match: IfMatch = None,
+    body: DecisionBody | None = None,
+) -> CheckRequestRead:
+    """Approve (agency head, not the requester); creates the unplanned inspection."""
+    comment = body.comment if body else None
+    return await _decide(
+        request, response, session, actor, request_id, Action.approve, comment, if_match
+    )
+
+
+@router.post("/{request_id}/reject", response_model=CheckRequestRead)
+async def reject_check_request(
+    request_id: int,
+    body: DecisionBody,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: Approver,
+    if_match: IfMatch = None,
+) -> CheckRequestRead:
+    """Reject with a comment (agency head, not the requester); an emergency check is cancelled."""
+    return await _decide(
+        request, response, session, actor, request_id, Action.reject, body.comment, if_match
+    )
+
+
+@router.post("/{request_id}/withdraw", response_model=CheckRequestRead)
+async def withdraw_check_request(
+    request_id: int,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: Scheduler,
+    if_match: IfMatch = None,
+    body: DecisionBody | None = None,
+) -> CheckRequestRead:
+    """Withdraw a pending request (its requester only)."""
+    comment = body.comment if body else None
+    return await _decide(
+        request, response, session, actor, request_id, Action.withdraw, comment, if_match
+    )

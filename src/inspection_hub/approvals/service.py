@@ -1,0 +1,684 @@
+"""Check requests: submission with pre-check, exactly-once decisions, listing and deadlines."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, insert, or_, select, text, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inspection_hub.approvals.models import CheckRequest
+from inspection_hub.approvals.precheck import build_precheck
+from inspection_hub.approvals.schemas import (
+    EMERGENCY_BASES,
+    MIN_OTHER_REASON,
+    CheckRequestCreate,
+)
+from inspection_hub.approvals.state import PAST_TENSE, Action, CheckRequestStatus, next_status
+from inspection_hub.audit.service import record
+from inspection_hub.auth.principal import Principal
+from inspection_hub.config import Settings
+from inspection_hub.conflicts.facts import EnterpriseFacts, load_enterprise_rows
+from inspection_hub.enterprises.schemas import check_uscc
+from inspection_hub.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
+from inspection_hub.events import types as ev
+from inspection_hub.events.outbox import emit
+from inspection_hub.inspections.models import Inspection
+from inspection_hub.inspections.service import create_inspection, keyring_for
+from inspection_hub.inspections.state import InspectionStatus
+from inspection_hub.kit.pagination import MAX_LIMIT, decode_cursor, encode_cursor
+from inspection_hub.kit.timeutil import utcnow
+from inspection_hub.kit.workdays import SHANGHAI, add_working_days
+from inspection_hub.policy import Policy, PolicyBook, PolicyNotInForceError, load_policy
+
+T = cast(Table, CheckRequest.__table__)
+PENDING = CheckRequestStatus.pending.value
+DECISION_EVENTS = {
+    Action.approve: ev.CHECK_REQUEST_APPROVED,
+    Action.reject: ev.CHECK_REQUEST_REJECTED,
+    Action.withdraw: ev.CHECK_REQUEST_WITHDRAWN,
+}
+
+
+@lru_cache(maxsize=8)
+def _book(path: str, mtime_ns: int) -> PolicyBook:
+    return load_policy(path)
+
+
+def policy_book(settings: Settings) -> PolicyBook:
+    """The policy book in force (re-read when the file changes)."""
+    path: Path = settings.policy_path()
+    return _book(str(path), os.stat(path).st_mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """A check request row and, when computed, its pre-check."""
+
+    row: RowMapping
+    precheck: dict[str, Any] | None = None
+
+
+def _err(field_name: str, detail: str) -> dict[str, str]:
+    return {"field": field_name, "detail": detail}
+
+
+async def _load_matters(session: AsyncSession, codes: list[str]) -> dict[str, RowMapping]:
+    result = await session.execute(
+        text("SELECT code, agency_code, category FROM matter WHERE code = ANY(:codes)"),
+        {"codes": codes},
+    )
+    return {r["code"]: r for r in result.mappings()}
+
+
+def _validate_window(data: CheckRequestCreate, today: date, policy: Policy | None) -> list[Any]:
+    errors = []
+    start, end = data.window.start, data.window.end
+    if start < today:
+        errors.append(_err("window.start", f"is in the past (today is {today.isoformat()})"))
+    if end < start:
+        errors.append(_err("window.end", "is before window.start"))
+    elif policy is not None:
+        longest = policy.check_requests.max_unplanned_window_days
+        if (end - start).days + 1 > longest:
+            errors.append(
+                _err(
+                    "window.end", f"the window is {(end - start).days + 1} days; at most {longest}"
+                )
+            )
+    return errors
+
+
+async def submit(
+    session: AsyncSession,
+    actor: Principal,
+    data: CheckRequestCreate,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+) -> RequestView:
+    """File a request (pending), with its deadline and pre-check; an emergency is scheduled now."""
+    actor.ensure_agency(data.agency)
+    now = now or utcnow()
+    today = now.astimezone(SHANGHAI).date()
+    errors: list[dict[str, str]] = []
+
+    policy: Policy | None = None
+    try:
+        policy = policy_book(settings).at(data.window.start)
+    except PolicyNotInForceError:
+        errors.append(_err("window.start", "no inspection policy is in force on this date"))
+    errors += _validate_window(data, today, policy)
+    if data.basis == "other" and len(data.reason) < MIN_OTHER_REASON:
+        errors.append(
+            _err(
+                "reason", f"basis 'other' needs a reason of at least {MIN_OTHER_REASON} characters"
+            )
+        )
+    if data.emergency and data.basis not in EMERGENCY_BASES:
+        errors.append(
+            _err("emergency", "only incident- or complaint-based checks may be emergencies")
+        )
+
+    codes = list(data.matters)
+    seen: set[str] = set()
+    for i, code in enumerate(codes):
+        if code in seen:
+            errors.append(_err(f"matters.{i}", f"matter {code} is listed twice"))
+        seen.add(code)
+    matters = await _load_matters(session, sorted(seen))
+    for i, code in enumerate(codes):
+        m = matters.get(code)
+        if m is None:
+            errors.append(_err(f"matters.{i}", f"unknown matter {code}"))
+        elif m["agency_code"] != data.agency:
+            errors.append(
+                _err(
+                    f"matters.{i}",
+                    f"matter {code} belongs to agency {m['agency_code']}, not {data.agency}",
+                )
+            )
+
+    uscc, reason = check_uscc(data.enterprise)
+    loaded: EnterpriseFacts | None = None
+    if uscc is None:
+        errors.append(_err("enterprise", f"is not a valid USCC ({reason})"))
+    else:
+        loaded = await load_enterprise_rows(session, uscc, data.window.start.year)
+        if loaded is None:
+            errors.append(_err("enterprise", f"enterprise {uscc} is not registered"))
+    if errors or policy is None or loaded is None or uscc is None:
+        raise ValidationFailed(f"{len(errors)} field(s) are invalid.", errors=errors)
+
+    rules = policy.check_requests
+    due = add_working_days(now, rules.decision_working_days)
+    expires = add_working_days(due, rules.escalation_to_expiry_working_days)
+    row = (
+        (
+            await session.execute(
+                insert(T)
+                .values(
+                    enterprise_uscc=uscc,
+                    agency_code=data.agency,
+                    requester_id=actor.user_id,
+                    requester_name=actor.display_name,
+                    matters=codes,
+                    basis=data.basis,
+                    basis_ref=data.basis_ref,
+                    reason=data.reason,
+                    window_start=data.window.start,
+                    window_end=data.window.end,
+                    emergency=data.emergency,
+                    status=PENDING,
+                    version=1,
+                    policy_version=policy.version,
+                    submitted_at=now,
+                    decision_due_at=due,
+                    expires_at=expires,
+                    emergency_due_at=(
+                        now + timedelta(hours=rules.emergency_approval_hours)
+                        if data.emergency
+                        else None
+                    ),
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(*T.c)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    request_id = int(row["id"])
+    if data.emergency:
+        # 先行检查: scheduled at once, pending approval (design section 4).
+        inspection = await create_inspection(
+            session,
+            actor,
+            keyring=keyring_for(settings.data_dir),
+            enterprise_uscc=uscc,
+            agency_code=data.agency,
+            kind="unplanned",
+            matter_codes=codes,
+            window_start=data.window.start,
+            window_end=data.window.end,
+            check_request_id=request_id,
+            basis=data.basis,
+            emergency=True,
+        )
+        row = await _set_inspection(session, row, inspection.id)
+
+    categories = frozenset(matters[c]["category"] for c in codes)
+    payload = _payload(row) | {"categories": sorted(categories)}
+    await emit(
+        session,
+        ev.CHECK_REQUEST_SUBMITTED,
+        request_id,
+        payload,
+        enterprise_uscc=uscc,
+        agency_codes=[data.agency],
+    )
+    # Last write of the transaction: the audit chain's lock is then held only until commit.
+    await record(session, actor, "check_request.submit", "check_request", request_id, after=payload)
+    precheck = build_precheck(
+        loaded,
+        actor,
+        policy,
+        request_id=request_id,
+        agency_code=data.agency,
+        categories=categories,
+        basis=data.basis,
+        window_start=data.window.start,
+        window_end=data.window.end,
+    )
+    return RequestView(row, precheck)
+
+
+def _payload(row: RowMapping) -> dict[str, Any]:
+    """The event/audit payload of a request (see docs/events.md)."""
+    return {
+        "check_request_id": row["id"],
+        "enterprise": row["enterprise_uscc"],
+        "agency": row["agency_code"],
+        "matters": list(row["matters"]),
+        "basis": row["basis"],
+        "basis_ref": row["basis_ref"],
+        "window_start": row["window_start"].isoformat(),
+        "window_end": row["window_end"].isoformat(),
+        "emergency": row["emergency"],
+        "status": row["status"],
+        "version": row["version"],
+        "decision_due_at": row["decision_due_at"].isoformat(),
+        "inspection_id": row["inspection_id"],
+    }
+
+
+async def _set_inspection(session: AsyncSession, row: RowMapping, inspection_id: int) -> RowMapping:
+    return (
+        (
+            await session.execute(
+                update(T)
+                .where(T.c.enterprise_uscc == row["enterprise_uscc"], T.c.id == row["id"])
+                .values(inspection_id=inspection_id)
+                .returning(*T.c)
+            )
+        )
+        .mappings()
+        .one()
+    )
+
+
+async def _row_by_id(session: AsyncSession, request_id: int) -> RowMapping:
+    row = (await session.execute(select(T).where(T.c.id == request_id))).mappings().first()
+    if row is None:
+        raise NotFound(f"Check request {request_id} does not exist.")
+    return row
+
+
+async def get_request(
+    session: AsyncSession, viewer: Principal, request_id: int, *, settings: Settings
+) -> RequestView:
+    """One request with a fresh pre-check; other agencies' requests are refused (403)."""
+    row = await _row_by_id(session, request_id)
+    viewer.ensure_agency(row["agency_code"])
+    return RequestView(row, await precheck_of(session, viewer, row, settings=settings))
+
+
+async def precheck_of(
+    session: AsyncSession, viewer: Principal, row: RowMapping, *, settings: Settings
+) -> dict[str, Any] | None:
+    """The pre-check of a stored request as the viewer may see it."""
+    loaded = await load_enterprise_rows(session, row["enterprise_uscc"], row["window_start"].year)
+    if loaded is None:
+        return None
+    try:
+        policy = policy_book(settings).at(row["window_start"])
+    except PolicyNotInForceError:
+        return None
+    matters = await _load_matters(session, list(row["matters"]))
+    return build_precheck(
+        loaded,
+        viewer,
+        policy,
+        request_id=int(row["id"]),
+        agency_code=row["agency_code"],
+        categories=frozenset(m["category"] for m in matters.values()),
+        basis=row["basis"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+    )
+
+
+async def list_requests(
+    session: AsyncSession,
+    viewer: Principal,
+    *,
+    status: str | None,
+    agency: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[RowMapping], str | None]:
+    """Requests oldest first; agency roles see only their own agency's."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    if not viewer.sees_everything:
+        if agency is not None:
+            viewer.ensure_agency(agency)
+        agency = viewer.agency_code
+    stmt = select(T).order_by(T.c.created_at, T.c.id).limit(limit + 1)
+    if status:
+        stmt = stmt.where(T.c.status == status)
+    if agency:
+        stmt = stmt.where(T.c.agency_code == agency)
+    after = decode_cursor(cursor)
+    if after:
+        try:
+            at, last_id = datetime.fromisoformat(str(after[0])), int(after[1])
+        except (ValueError, IndexError, TypeError) as exc:
+            raise ValidationFailed(
+                "The cursor is not valid.", errors=[_err("cursor", "malformed")]
+            ) from exc
+        stmt = stmt.where(or_(T.c.created_at > at, and_(T.c.created_at == at, T.c.id > last_id)))
+    rows = list((await session.execute(stmt)).mappings())
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([last["created_at"].isoformat(), last["id"]])
+    return rows[:limit], next_cursor
+
+
+def _already_final(row: RowMapping) -> Conflict:
+    """409 naming who ended the request and when (same agency's officials only get here)."""
+    status = row["status"]
+    if row["decided_at"] is not None:
+        who = row["decided_by_name"] or "an official"
+        when = row["decided_at"].astimezone(SHANGHAI).isoformat(timespec="seconds")
+        detail = f"Check request {row['id']} was already {status} by {who} at {when}."
+    else:
+        detail = f"Check request {row['id']} is already {status}; it can no longer be decided."
+    return Conflict(
+        detail,
+        current_status=status,
+        decided_at=row["decided_at"].isoformat() if row["decided_at"] else None,
+        decided_by=row["decided_by_name"],
+    )
+
+
+_DECIDE = text(
+    """
+    UPDATE check_request
+    SET status = :to, version = version + 1, decided_by = :uid, decided_by_name = :uname,
+        decided_at = :now, decision_comment = :comment, updated_at = :now
+    WHERE enterprise_uscc = :uscc AND id = :id AND status = 'pending' AND version = :version
+    RETURNING *
+    """
+)
+
+
+async def decide(
+    session: AsyncSession,
+    actor: Principal,
+    request_id: int,
+    action: Action,
+    *,
+    comment: str | None,
+    if_match: int | None,
+    settings: Settings,
+    now: datetime | None = None,
+) -> RowMapping:
+    """Approve, reject or withdraw exactly once: one conditional UPDATE on status and version.
+
+    Approval creates the unplanned inspection in the same transaction; rejecting or withdrawing
+    an emergency request cancels its inspection. 403 for another agency or self-approval, 409
+    when the request is no longer pending, 412 on a stale If-Match.
+    """
+    now = now or utcnow()
+    row = await _row_by_id(session, request_id)
+    actor.ensure_agency(row["agency_code"])
+    if action is Action.withdraw:
+        if actor.user_id != row["requester_id"]:
+            raise Forbidden("Only the official who filed a request may withdraw it.")
+    elif actor.user_id == row["requester_id"]:
+        raise Forbidden("An approver may not decide a check request they filed themselves.")
+    if action is Action.reject and not (comment or "").strip():
+        raise ValidationFailed(
+            "A rejection needs a comment.", errors=[_err("comment", "required to reject")]
+        )
+    if row["status"] != PENDING:
+        raise _already_final(row)
+    if if_match is not None and if_match != row["version"]:
+        raise PreconditionFailed(
+            f"Check request {request_id} is at version {row['version']}, not {if_match}."
+        )
+    target = next_status(row["status"], action)
+    decided = (
+        (
+            await session.execute(
+                _DECIDE,
+                {
+                    "to": target.value,
+                    "uid": actor.user_id,
+                    "uname": actor.display_name,
+                    "now": now,
+                    "comment": comment,
+                    "uscc": row["enterprise_uscc"],
+                    "id": request_id,
+                    "version": row["version"] if if_match is None else if_match,
+                },
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if decided is None:  # lost a race: someone decided between our read and our update
+        current = await _row_by_id(session, request_id)
+        if current["status"] != PENDING:
+            raise _already_final(current)
+        raise PreconditionFailed(
+            f"Check request {request_id} is at version {current['version']}, "
+            f"not {if_match if if_match is not None else row['version']}."
+        )
+    extra: dict[str, Any] = {}
+    if action is Action.approve and not row["emergency"]:
+        inspection = await create_inspection(
+            session,
+            actor,
+            keyring=keyring_for(settings.data_dir),
+            enterprise_uscc=row["enterprise_uscc"],
+            agency_code=row["agency_code"],
+            kind="unplanned",
+            matter_codes=list(row["matters"]),
+            window_start=row["window_start"],
+            window_end=row["window_end"],
+            check_request_id=request_id,
+            basis=row["basis"],
+            emergency=False,
+        )
+        decided = await _set_inspection(session, decided, inspection.id)
+    elif action is not Action.approve and row["emergency"] and row["inspection_id"] is not None:
+        extra["inspection"] = await _cancel_emergency_inspection(session, actor, decided, action)
+
+    payload = _payload(decided) | {
+        "decided_by": actor.user_id,
+        "decided_by_name": actor.display_name,
+        "decided_at": now.isoformat(),
+        "comment": comment,
+        **extra,
+    }
+    await record(
+        session,
+        actor,
+        f"check_request.{action.value}",
+        "check_request",
+        request_id,
+        before={"status": row["status"], "version": row["version"]},
+        after=payload,
+    )
+    await emit(
+        session,
+        DECISION_EVENTS[action],
+        request_id,
+        payload,
+        enterprise_uscc=row["enterprise_uscc"],
+        agency_codes=[row["agency_code"]],
+    )
+    return decided
+
+
+async def _cancel_emergency_inspection(
+    session: AsyncSession, actor: Principal | None, row: RowMapping, action: Action
+) -> dict[str, Any]:
+    """Cancel the inspection scheduled for an emergency that was rejected or withdrawn."""
+    i = cast(Table, Inspection.__table__)
+    cancelled = (
+        await session.execute(
+            update(i)
+            .where(
+                i.c.enterprise_uscc == row["enterprise_uscc"],
+                i.c.id == row["inspection_id"],
+                i.c.status == InspectionStatus.scheduled.value,
+            )
+            .values(
+                status=InspectionStatus.cancelled.value,
+                version=i.c.version + 1,
+                updated_at=text("now()"),
+            )
+            .returning(i.c.id, i.c.status)
+        )
+    ).first()
+    if cancelled is None:
+        # Already started or finished: the record stays; the decision says so.
+        current = (
+            await session.execute(
+                select(i.c.status).where(
+                    i.c.enterprise_uscc == row["enterprise_uscc"], i.c.id == row["inspection_id"]
+                )
+            )
+        ).scalar_one()
+        return {"id": row["inspection_id"], "cancelled": False, "status": current}
+    payload = {
+        "inspection_id": row["inspection_id"],
+        "enterprise": row["enterprise_uscc"],
+        "agency": row["agency_code"],
+        "reason": f"emergency check request {row['id']} {PAST_TENSE[action]}",
+        "check_request_id": row["id"],
+    }
+    await record(
+        session,
+        actor,
+        "inspection.cancel",
+        "inspection",
+        row["inspection_id"],
+        before={"status": InspectionStatus.scheduled.value},
+        after=payload | {"status": InspectionStatus.cancelled.value},
+    )
+    await emit(
+        session,
+        ev.INSPECTION_CANCELLED,
+        row["inspection_id"],
+        payload,
+        enterprise_uscc=row["enterprise_uscc"],
+        agency_codes=[row["agency_code"]],
+    )
+    return {"id": row["inspection_id"], "cancelled": True, "status": "cancelled"}
+
+
+@dataclass
+class DeadlineReport:
+    """What one deadline sweep did (request ids)."""
+
+    escalated: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+    emergency_unapproved: list[int] = field(default_factory=list)
+
+
+_ESCALATE = text(
+    """
+    WITH due AS (
+        SELECT enterprise_uscc, id FROM check_request
+        WHERE status = 'pending' AND decision_due_at < :now AND escalated_at IS NULL
+        ORDER BY decision_due_at LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE check_request c SET escalated_at = :now, updated_at = :now
+    FROM due
+    WHERE c.enterprise_uscc = due.enterprise_uscc AND c.id = due.id
+      AND c.status = 'pending' AND c.escalated_at IS NULL
+    RETURNING c.*
+    """
+)
+_EXPIRE = text(
+    """
+    WITH due AS (
+        SELECT enterprise_uscc, id FROM check_request
+        WHERE status = 'pending' AND decision_due_at < :now AND expires_at < :now
+        ORDER BY expires_at LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE check_request c SET status = 'expired', version = c.version + 1, updated_at = :now
+    FROM due
+    WHERE c.enterprise_uscc = due.enterprise_uscc AND c.id = due.id AND c.status = 'pending'
+    RETURNING c.*
+    """
+)
+_EMERGENCY = text(
+    """
+    WITH due AS (
+        SELECT enterprise_uscc, id FROM check_request
+        WHERE status = 'pending' AND emergency
+          AND emergency_due_at < :now AND emergency_flagged_at IS NULL
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE check_request c SET emergency_flagged_at = :now, updated_at = :now
+    FROM due
+    WHERE c.enterprise_uscc = due.enterprise_uscc AND c.id = due.id
+      AND c.status = 'pending' AND c.emergency_flagged_at IS NULL
+    RETURNING c.*
+    """
+)
+
+
+async def run_deadlines(
+    session: AsyncSession, now: datetime, *, batch: int = 500
+) -> DeadlineReport:
+    """Escalate overdue requests, expire long-overdue ones, flag unapproved emergencies.
+
+    Each happens exactly once per request however many replicas sweep at once: rows are claimed
+    with SKIP LOCKED and changed only while still in the state that calls for the change.
+    """
+    report = DeadlineReport()
+    params = {"now": now, "batch": batch}
+    for row in (await session.execute(_ESCALATE, params)).mappings():
+        report.escalated.append(int(row["id"]))
+        payload = _payload(row) | {
+            "escalated_at": now.isoformat(),
+            "expires_at": row["expires_at"].isoformat(),
+            "to": "supervisors",
+        }
+        await record(
+            session, None, "check_request.escalate", "check_request", row["id"], after=payload
+        )
+        await emit(
+            session,
+            ev.CHECK_REQUEST_ESCALATED,
+            row["id"],
+            payload,
+            enterprise_uscc=row["enterprise_uscc"],
+            agency_codes=[row["agency_code"]],
+        )
+    for row in (await session.execute(_EMERGENCY, params)).mappings():
+        report.emergency_unapproved.append(int(row["id"]))
+        payload = _payload(row) | {
+            "reason": "emergency_unapproved",
+            "emergency_due_at": row["emergency_due_at"].isoformat(),
+            "flagged_at": now.isoformat(),
+        }
+        await record(
+            session,
+            None,
+            "check_request.emergency_unapproved",
+            "check_request",
+            row["id"],
+            after=payload,
+        )
+        await emit(
+            session,
+            ev.CHECK_REQUEST_EMERGENCY_UNAPPROVED,
+            row["id"],
+            payload,
+            enterprise_uscc=row["enterprise_uscc"],
+            agency_codes=[row["agency_code"]],
+        )
+    for row in (await session.execute(_EXPIRE, params)).mappings():
+        report.expired.append(int(row["id"]))
+        payload = _payload(row) | {"expired_at": now.isoformat()}
+        await record(
+            session,
+            None,
+            "check_request.expire",
+            "check_request",
+            row["id"],
+            before={"status": PENDING, "version": row["version"] - 1},
+            after=payload,
+        )
+        await emit(
+            session,
+            ev.CHECK_REQUEST_EXPIRED,
+            row["id"],
+            payload,
+            enterprise_uscc=row["enterprise_uscc"],
+            agency_codes=[row["agency_code"]],
+        )
+    return report

@@ -1,0 +1,112 @@
+"""A worker process SIGKILLed in the middle of 1,000 deliveries: none lost after restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from inspection_hub.config import Settings
+from inspection_hub.events import types as ev
+from inspection_hub.events.outbox import emit
+from tests.fixtures.receiver import Receiver, receiver  # noqa: F401 - fixture
+
+N = 1000
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start_worker(database_url: str, settings: Settings, tmp: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT / "src"),
+            "INSPECTION_HUB_ENV": "test",
+            "INSPECTION_HUB_DATABASE_URL": database_url,
+            "INSPECTION_HUB_DATA_DIR": str(tmp),
+            "INSPECTION_HUB_SESSION_SECRET": settings.session_secret,
+            "INSPECTION_HUB_TOKEN_PEPPER": settings.token_pepper,
+            "INSPECTION_HUB_ALLOW_PRIVATE_CALLBACK_URLS": "true",
+            "INSPECTION_HUB_WEBHOOK_CLAIM_SECONDS": "2",
+            "INSPECTION_HUB_EVENT_POLL_SECONDS": "0.2",
+            "INSPECTION_HUB_WEBHOOK_CONCURRENCY": "16",
+            "INSPECTION_HUB_LOG_LEVEL": "WARNING",
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "inspection_hub.cli", "worker"],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _delivered(sessionmaker: Any) -> int:
+    async with sessionmaker() as session:
+        result = await session.execute(
+            text("SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'")
+        )
+        return int(result.scalar_one())
+
+
+async def test_sigkill_mid_delivery_loses_nothing(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    sessionmaker: Any,
+    settings: Settings,
+    database_url: str,
+    receiver: Receiver,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Every one of 1,000 deliveries arrives at least once; duplicates keep their webhook-id."""
+    receiver.delay = 0.003
+    r = await client.post(
+        "/v1/webhook-subscriptions",
+        json={"url": receiver.url, "event_types": ["enterprise.updated"]},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    async with sessionmaker() as session, session.begin():
+        for i in range(N):
+            await emit(session, ev.ENTERPRISE_UPDATED, f"E{i}", {"i": i})
+
+    worker = _start_worker(database_url, settings, tmp_path)
+    try:
+        for _ in range(3000):
+            if len(receiver.requests) >= N // 4:
+                break
+            await asyncio.sleep(0.01)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    arrived_before_restart = len(receiver.requests)
+    assert N // 4 <= arrived_before_restart < N
+
+    worker = _start_worker(database_url, settings, tmp_path)
+    try:
+        for _ in range(1200):
+            if await _delivered(sessionmaker) == N:
+                break
+            await asyncio.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert await _delivered(sessionmaker) == N
+    ids_by_event: dict[int, set[str]] = defaultdict(set)
+    for req in receiver.requests:
+        ids_by_event[req.json["event_id"]].add(req.headers["webhook-id"])
+    assert len(ids_by_event) == N
+    assert all(len(ids) == 1 for ids in ids_by_event.values())
+    assert len(receiver.requests) >= N
