@@ -20,17 +20,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-
 from bench.import_bench import make_csv
+
 from inspection_hub.audit.service import verify_chain
 from tests.proof.server import ServedApp, server_env, start_serve, stop
 
 ROWS = 150_000
 
 
-async def _wait(predicate: Any, timeout: float = 60, interval: float = 0.05) -> bool:
+async def _wait(predicate: Any, bound_s: float = 60, interval: float = 0.05) -> bool:
     """Poll an async predicate until true or the (generous) bound passes."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + bound_s
     while time.monotonic() < deadline:
         if await predicate():
             return True
@@ -97,7 +97,7 @@ async def test_sigkill_during_a_large_import_leaves_nothing_half_written(
         return bool(copy_pids)
 
     # kill while the import's COPY is running inside its transaction
-    assert await _wait(copying, timeout=120, interval=0.01), "the import never reached COPY"
+    assert await _wait(copying, bound_s=120, interval=0.01), "the import never reached COPY"
     assert stop(app, signal.SIGKILL) == -signal.SIGKILL
     result = await outcome
     pool.shutdown()
@@ -174,8 +174,9 @@ async def test_terminated_connections_under_load_recover_without_loss_or_doubles
                     await create(cert)
 
             load = asyncio.gather(*(bounded(c) for c in certs))
-            for _ in range(3):  # terminate every app connection three times under load
-                await _wait(lambda: _some_done(results, 100 + 150 * _), timeout=120)
+            for round_no in range(3):  # terminate every app connection three times under load
+                target = 100 + 150 * round_no
+                await _wait(lambda n=target: _some_done(results, n), bound_s=120)
                 terminated += await _terminate_app_backends(dsn)
             await load
 
