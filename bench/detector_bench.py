@@ -1,6 +1,8 @@
 """Conflict detector benchmark: pre-check latency and detector throughput on a large history.
 
     python -m bench.detector_bench --enterprises 200000 --inspections 1000000
+    python -m bench.detector_bench ... --keep            # keep the database, then
+    python -m bench.detector_bench ... --reuse DATABASE  # measure again without regenerating
 
 Creates a scratch database on the PostgreSQL server at 127.0.0.1:5432 (or --pg), runs the
 migrations, generates N enterprises and M inspections over three years (2024-2026) set-based in
@@ -8,10 +10,15 @@ PostgreSQL (generate_series with a seeded multiplicative hash, so the same seed 
 data), then measures:
 
 * pre-check latency for one enterprise: the fact loader (enterprise, history, inspector bookings)
-  plus ``evaluate`` for a candidate check, p50/p99 over --samples enterprises;
+  plus ``evaluate`` for a candidate check, p50/p99 over --samples enterprises; end to end with
+  a session of its own (pool checkout with pre-ping, BEGIN, ROLLBACK), and the pre-check's own
+  part inside an open transaction (as in a request);
 * detector throughput: --events new scheduled inspections, each delivered to the real
   ``conflict_detector`` handler in its own transaction by --workers concurrent sessions
   (events/s and findings recorded);
+* detector throughput in the event worker's transaction shape: another --events inspections,
+  ``event_batch_size`` events per transaction handled one after the other, as the relay's
+  ``process_batch`` does;
 * resident memory of this process (VmRSS / VmHWM) and the database size.
 
 Targets: pre-check p99 < 10 ms; detector >= 1,000 events/s. The database is dropped at the end
@@ -31,7 +38,7 @@ from pathlib import Path
 import asyncpg
 
 from inspection_hub.config import Settings
-from inspection_hub.conflicts import repository as repo
+from inspection_hub.conflicts import facts as repo
 from inspection_hub.conflicts.handlers import detect
 from inspection_hub.conflicts.rules import InspectionFact, evaluate
 from inspection_hub.conflicts.service import policy_book
@@ -91,8 +98,10 @@ FROM gen;
 INSERT INTO inspection_matter (enterprise_uscc, inspection_id, matter_code, agency_code, category)
 SELECT g.uscc, g.id, m.code, m.agency_code, m.category
 FROM gen g JOIN matter m ON m.code = 'A' || lpad(g.agency::text, 2, '0') || '-' || (1 + g.id % 3);
-INSERT INTO inspection_inspector (enterprise_uscc, inspection_id, inspector_id)
-SELECT g.uscc, g.id, 1 + ((g.id * 7 + k * 13) % {inspectors}) FROM gen g, generate_series(0, 1) k;
+INSERT INTO inspection_inspector (enterprise_uscc, inspection_id, inspector_id, booked_day)
+SELECT g.uscc, g.id, 1 + ((g.id * 7 + k * 13) % {inspectors}),
+       CASE WHEN g.ws < DATE '2026-06-01' THEN g.ws WHEN g.len = 0 THEN g.ws END
+FROM gen g, generate_series(0, 1) k;
 SELECT setval(pg_get_serial_sequence('inspection', 'id'), {inspections});
 SELECT setval(pg_get_serial_sequence('inspector', 'id'), {inspectors});
 DROP TABLE gen;
@@ -124,19 +133,46 @@ async def generate(dsn: str, enterprises: int, inspections: int, seed: int) -> f
         await conn.close()
 
 
+async def forget_detector_run(dsn: str, inspections: int) -> float:
+    """Undo an earlier run's detector phase on a kept database (its inspections and findings)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        started = time.perf_counter()
+        async with conn.transaction():
+            await conn.execute(
+                "DELETE FROM conflict WHERE EXISTS "
+                "(SELECT 1 FROM unnest(inspection_ids) x WHERE x > $1)",
+                inspections,
+            )
+            await conn.execute("TRUNCATE event, consumer_cursor, handler_run CASCADE")
+            for table, column in (
+                ("inspection_inspector", "inspection_id"),
+                ("inspection_matter", "inspection_id"),
+                ("inspection", "id"),
+            ):
+                await conn.execute(f"DELETE FROM {table} WHERE {column} > $1", inspections)
+        await conn.execute("VACUUM ANALYZE conflict, inspection, inspection_matter")
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
 def pct(values: list[float], p: float) -> float:
     """The p-th percentile (nearest rank) of values."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-async def precheck_latency(url: str, enterprises: int, samples: int, seed: int) -> list[float]:
+async def precheck_latency(
+    url: str, enterprises: int, samples: int, seed: int
+) -> tuple[list[float], list[float]]:
     """Pre-check timings (ms): load facts + bookings + evaluate a candidate for one enterprise."""
     settings = Settings(env="test", session_secret="s" * 40, token_pepper="p" * 40)
     engine = make_engine(url, settings)
     factory = make_sessionmaker(engine)
     book = policy_book()
     timings: list[float] = []
+    inner: list[float] = []
     try:
         for k in range(samples + 50):
             n = 1 + ((k + 1) * 2654435761 + seed) % enterprises
@@ -144,7 +180,6 @@ async def precheck_latency(url: str, enterprises: int, samples: int, seed: int) 
             day = date(2026, 12, 1 + k % 20)
             started = time.perf_counter()
             async with factory() as session:
-                enterprise, history = await repo.load_enterprise_facts(session, uscc, day.year)
                 candidate = InspectionFact(
                     id=-(k + 1),
                     agency_code="A01",
@@ -159,13 +194,23 @@ async def precheck_latency(url: str, enterprises: int, samples: int, seed: int) 
                     inspector_ids=frozenset({1 + k % INSPECTORS, 2 + k % INSPECTORS}),
                     is_request=True,
                 )
-                bookings = await repo.load_bookings(session, candidate)
-                evaluate(candidate, history, enterprise, book.at(day), bookings)
+                await session.connection()  # BEGIN: a request's transaction is open already
+                begun = time.perf_counter()
+                # One round trip: enterprise, history and the candidate's bookings.
+                loaded = await repo.load_facts(
+                    session, uscc, repo.history_start(day.year), probe=candidate
+                )
+                assert loaded is not None
+                evaluate(
+                    candidate, loaded.history, loaded.enterprise, book.at(day), loaded.bookings
+                )
+                own = time.perf_counter() - begun
             if k >= 50:  # warm-up excluded
                 timings.append((time.perf_counter() - started) * 1000)
+                inner.append(own * 1000)
     finally:
         await engine.dispose()
-    return timings
+    return timings, inner
 
 
 async def detector_throughput(
@@ -244,6 +289,80 @@ async def detector_throughput(
     return len(envelopes) / elapsed, after - before, len(envelopes)
 
 
+async def batched_throughput(
+    url: str, dsn: str, enterprises: int, first_id: int, events: int, seed: int
+) -> tuple[float, int, int, int]:
+    """(events/s, findings, events, batch size) in the event worker's transaction shape.
+
+    The relay (events/relay.py process_batch) hands a consumer up to ``event_batch_size``
+    events in ONE transaction, one handler call after the other. Same here, for another
+    --events new scheduled inspections, without the relay's cursor bookkeeping (its snapshot
+    xmin bound waits for every open transaction of the shared server, which would measure
+    other people's work).
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            f"""
+            INSERT INTO inspection (enterprise_uscc, id, kind, status, agency_code, year,
+                                    window_start, window_end, version)
+            SELECT '91320402' || lpad((1 + {_h("i", seed, 10)} % {enterprises})::text, 10, '0'),
+                   {first_id} + i, 'planned', 'scheduled',
+                   'A' || lpad((1 + i % {AGENCIES})::text, 2, '0'), 2026,
+                   DATE '2026-12-01' + (i % 20), DATE '2026-12-01' + (i % 20) + 3, 1
+            FROM generate_series(1, {events}) i
+            RETURNING enterprise_uscc, id, agency_code
+            """
+        )
+        await conn.execute(
+            f"""
+            INSERT INTO inspection_matter (enterprise_uscc, inspection_id, matter_code,
+                                           agency_code, category)
+            SELECT i.enterprise_uscc, i.id, m.code, m.agency_code, m.category
+            FROM inspection i JOIN matter m ON m.code = i.agency_code || '-1'
+            WHERE i.id > {first_id}
+            """
+        )
+        await conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('inspection', 'id'), {first_id + events})"
+        )
+        before = int(await conn.fetchval("SELECT count(*) FROM conflict"))
+    finally:
+        await conn.close()
+    envelopes = [
+        EventEnvelope(
+            id=k,
+            type="inspection.scheduled",
+            type_version=1,
+            aggregate_type="inspection",
+            aggregate_id=str(r["id"]),
+            aggregate_seq=1,
+            enterprise_uscc=r["enterprise_uscc"],
+            agency_codes=[r["agency_code"]],
+            payload={"inspection_id": r["id"], "enterprise": r["enterprise_uscc"]},
+            occurred_at=datetime.now(UTC),
+        )
+        for k, r in enumerate(rows)
+    ]
+    settings = Settings(env="test", session_secret="s" * 40, token_pepper="p" * 40)
+    batch = settings.event_batch_size
+    engine = make_engine(url, settings)
+    factory = make_sessionmaker(engine)
+    started = time.perf_counter()
+    for at in range(0, len(envelopes), batch):
+        async with factory() as session, session.begin():
+            for event in envelopes[at : at + batch]:
+                await detect(session, event)
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    conn = await asyncpg.connect(dsn)
+    try:
+        after = int(await conn.fetchval("SELECT count(*) FROM conflict"))
+    finally:
+        await conn.close()
+    return len(envelopes) / elapsed, after - before, len(envelopes), batch
+
+
 async def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -255,16 +374,27 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--reuse",
+        metavar="DATABASE",
+        help="measure on a database kept by an earlier run (same sizes and seed; implies --keep)",
+    )
     args = parser.parse_args()
-    name = "bench_detector_" + uuid.uuid4().hex[:8]
+    name = args.reuse or "bench_detector_" + uuid.uuid4().hex[:8]
     dsn = f"{args.pg}/{name}"
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-    admin = await asyncpg.connect(args.pg + "/postgres")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+    if args.reuse:
+        args.keep = True
+    else:
+        admin = await asyncpg.connect(args.pg + "/postgres")
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
     try:
-        await asyncio.to_thread(upgrade_to_head, url)
-        seconds = await generate(dsn, args.enterprises, args.inspections, args.seed)
+        if args.reuse:
+            seconds = await forget_detector_run(dsn, args.inspections)
+        else:
+            await asyncio.to_thread(upgrade_to_head, url)
+            seconds = await generate(dsn, args.enterprises, args.inspections, args.seed)
         conn = await asyncpg.connect(dsn)
         size = await conn.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
         await conn.close()
@@ -272,10 +402,14 @@ async def main() -> None:
             f"data: {args.enterprises:,} enterprises, {args.inspections:,} inspections "
             f"(2024-2026) generated in {seconds:.1f} s; database {size}"
         )
-        timings = await precheck_latency(url, args.enterprises, args.samples, args.seed)
+        timings, inner = await precheck_latency(url, args.enterprises, args.samples, args.seed)
         print(
             f"pre-check ({len(timings)} enterprises): p50 {statistics.median(timings):.2f} ms, "
             f"p99 {pct(timings, 99):.2f} ms, max {max(timings):.2f} ms  (target p99 < 10 ms)"
+        )
+        print(
+            f"  of which load + rules in an open transaction: p50 {statistics.median(inner):.2f}"
+            f" ms, p99 {pct(inner, 99):.2f} ms, max {max(inner):.2f} ms"
         )
         rss, hwm = rss_mb()
         print(f"memory after pre-check: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB")
@@ -288,6 +422,15 @@ async def main() -> None:
         )
         rss, hwm = rss_mb()
         print(f"memory after detector: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB")
+        rate, findings, delivered, batch = await batched_throughput(
+            url, dsn, args.enterprises, args.inspections + args.events, args.events, args.seed
+        )
+        print(
+            f"detector as the event worker runs it ({batch} events per transaction): "
+            f"{delivered:,} events, {rate:,.0f} events/s, {findings:,} findings recorded"
+        )
+        rss, hwm = rss_mb()
+        print(f"memory after relay: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB")
     finally:
         if not args.keep:
             admin = await asyncpg.connect(args.pg + "/postgres")

@@ -84,7 +84,6 @@ class Settings(BaseSettings):
     survey_callback_secret: str = Field(default="", repr=False)
     survey_dispatch_batch: int = 1000
     survey_callback_concurrency: int = 64
-    survey_callback_max_attempts: int = 12
     web_session_idle_minutes: int = 30
     web_session_absolute_hours: int = 8
     login_max_failures: int = 5

@@ -74,7 +74,7 @@ async def test_draw_end_to_end_verify_export_and_tamper(
         assert len(ids) == 2
         assert ids <= set(valid)
         assert not ids & set(lapsed)
-        assert i["code_url"].endswith(f"/public/v1/inspection-codes/{i['code']}")
+        assert i["code_url"].endswith(f"/c/{i['code']}")  # the code page people open
     loads: dict[int, int] = {}
     for i in inspections:
         for p in i["inspectors"]:

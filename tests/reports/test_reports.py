@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from inspection_hub.kit.synth import make_uscc
 from inspection_hub.reports.service import execution_report
+from tests.surveys import factories
 
 TODAY = date(2026, 7, 1)
 
@@ -36,11 +37,34 @@ SURVEYS = [
     (2, "expired", []),
     (8, "pending", []),
 ]
-# (inspection id, kind, rule)
+# (inspection id, kind, rule, resolution)
 FINDINGS = [
-    (5, "trace_check_failed", "visit_in_window"),
-    (5, "unregistered_visit", "registered"),
-    (1, "survey_discrepancy", None),
+    (5, "trace_check_failed", "visit_in_window", None),
+    (5, "trace_check_failed", "outcome_in_time", "justified"),
+    (5, "unregistered_visit", "registered", None),
+    (2, "trace_check_failed", "visit_in_window", "dismissed"),
+    (1, "survey_discrepancy", None, None),
+]
+# (id, year, agencies (lead first), status, items)
+PLANS = [
+    (1, 2026, ["SCJG"], "published", 3),
+    (2, 2026, ["YJGL", "SCJG"], "drawn", 2),
+    (3, 2026, ["SCJG"], "withdrawn", 1),
+    (4, 2025, ["SCJG"], "published", 4),
+]
+
+
+# SCJG check requests: (status, submitted_at, hours until decided)
+REQUESTS = [
+    ("approved", datetime(2026, 3, 1, 0, 0, tzinfo=UTC), 2),
+    ("approved", datetime(2026, 3, 2, 0, 0, tzinfo=UTC), 4),
+    ("rejected", datetime(2026, 3, 3, 0, 0, tzinfo=UTC), 12),
+    ("expired", datetime(2026, 3, 4, 0, 0, tzinfo=UTC), None),
+    ("pending", datetime(2026, 6, 30, 0, 0, tzinfo=UTC), None),
+    # 2026-01-01 01:00 in Beijing: this year's.
+    ("withdrawn", datetime(2025, 12, 31, 17, 0, tzinfo=UTC), None),
+    # 2025-12-31 23:00 in Beijing: last year's (it would move the median to 7 h).
+    ("approved", datetime(2025, 12, 31, 15, 0, tzinfo=UTC), 10),
 ]
 
 
@@ -92,14 +116,72 @@ async def dataset(sessionmaker: Any, two_agencies: Any) -> dict[str, str]:
                 ),
                 {"u": ent_of[iid], "i": iid, "a": agency_of[iid], "s": status, "d": disc},
             )
-        for iid, kind, rule in FINDINGS:
+        for iid, kind, rule, resolution in FINDINGS:
             await s.execute(
                 text(
-                    "INSERT INTO verification_finding (enterprise_uscc, kind, finding_key, "
-                    "inspection_ids, agency_codes, detail) VALUES (:u, :k, :key, "
-                    "ARRAY[CAST(:i AS bigint)], '{}', '{}')"
+                    "INSERT INTO conflict (enterprise_uscc, kind, finding_key, inspection_ids, "
+                    "agency_codes, detail, status, resolution, resolved_at) VALUES (:u, :k, "
+                    ":key, ARRAY[CAST(:i AS bigint)], '{}', '{}', :st, :res, "
+                    "CASE WHEN CAST(:res AS varchar) IS NULL THEN NULL ELSE now() END)"
                 ),
-                {"u": ent_of[iid], "k": kind, "key": f"{kind}:{iid}:{rule}", "i": iid},
+                {
+                    "u": ent_of[iid],
+                    "k": kind,
+                    "key": f"{kind}:{iid}:{rule}",
+                    "i": iid,
+                    "st": "open" if resolution is None else "resolved",
+                    "res": resolution,
+                },
+            )
+        # A detector finding naming inspections of both agencies counts for each of them.
+        await s.execute(
+            text(
+                "INSERT INTO conflict (enterprise_uscc, kind, finding_key, inspection_ids, "
+                "agency_codes, status, resolution, resolved_at) VALUES (:u, 'mergeable', "
+                "'mergeable:2,9', '{2,9}', '{SCJG,YJGL}', 'resolved', 'merged', now())"
+            ),
+            {"u": usccs["e2"]},
+        )
+        # A finding about last year's inspection is not this year's.
+        await s.execute(
+            text(
+                "INSERT INTO conflict (enterprise_uscc, kind, finding_key, inspection_ids) "
+                "VALUES (:u, 'trace_check_failed', 'trace_check_failed:10:x', '{10}')"
+            ),
+            {"u": usccs["e2"]},
+        )
+        for plan_id, year, agencies, status, items in PLANS:
+            await s.execute(
+                text(
+                    "INSERT INTO plan (id, year, title, agency_code, agencies, status) "
+                    "VALUES (:id, :y, :t, :a, CAST(:ag AS varchar[]), :s)"
+                ),
+                {
+                    "id": plan_id,
+                    "y": year,
+                    "t": f"plan {plan_id}",
+                    "a": agencies[0],
+                    "ag": agencies,
+                    "s": status,
+                },
+            )
+            for pos in range(items):
+                await s.execute(
+                    text(
+                        "INSERT INTO plan_item (plan_id, position, matters, sampling, "
+                        "window_start, window_end, inspectors_per_check) VALUES (:p, :pos, "
+                        "'{SCJG-001}', '{}', '2026-03-01', '2026-03-31', 2)"
+                    ),
+                    {"p": plan_id, "pos": pos},
+                )
+        # Check requests: (status, submitted at, hours to the decision)
+        for status, submitted, hours in REQUESTS:
+            await factories.check_request(
+                s,
+                uscc=usccs["e1"],
+                status=status,
+                submitted_at=submitted,
+                decided_at=None if hours is None else submitted + timedelta(hours=hours),
             )
     return usccs
 
@@ -119,12 +201,52 @@ async def test_execution_figures(sessionmaker: Any, dataset: Any) -> None:
     assert (scjg["surveys_planned"], scjg["surveys_sent"], scjg["surveys_answered"]) == (3, 3, 2)
     assert scjg["survey_response_rate"] == 0.6667
     assert scjg["survey_discrepancy_rate"] == 0.5
-    assert scjg["trace_check_failures"] == 2
-    assert scjg["trace_check_failure_rate"] == 0.3333
+    assert scjg["trace_check_failures"] == 4
+    # Inspections 5 and 2 failed a check, of 3 completed.
+    assert scjg["trace_check_failure_rate"] == 0.6667
     assert scjg["findings"] == {
-        "trace_check_failed": {"total": 1, "open": 1, "resolved": 0},
-        "unregistered_visit": {"total": 1, "open": 1, "resolved": 0},
-        "survey_discrepancy": {"total": 1, "open": 1, "resolved": 0},
+        "trace_check_failed": {
+            "total": 3,
+            "open": 1,
+            "resolved": 2,
+            "resolutions": {"justified": 1, "dismissed": 1},
+        },
+        "unregistered_visit": {"total": 1, "open": 1, "resolved": 0, "resolutions": {}},
+        "survey_discrepancy": {"total": 1, "open": 1, "resolved": 0, "resolutions": {}},
+        "mergeable": {"total": 1, "open": 0, "resolved": 1, "resolutions": {"merged": 1}},
+    }
+    assert scjg["plan_items"] == {
+        "plans": 2,
+        "published_plans": 1,
+        "items": 5,
+        "published_items": 3,
+    }
+    assert yjgl["plan_items"] == {
+        "plans": 1,
+        "published_plans": 0,
+        "items": 2,
+        "published_items": 0,
+    }
+    assert scjg["requests"] == {
+        "submitted": 6,
+        "approved": 2,
+        "rejected": 1,
+        "expired": 1,
+        "withdrawn": 1,
+        "pending": 1,
+        "median_decision_hours": 4.0,
+    }
+    assert yjgl["requests"] == {
+        "submitted": 0,
+        "approved": 0,
+        "rejected": 0,
+        "expired": 0,
+        "withdrawn": 0,
+        "pending": 0,
+        "median_decision_hours": None,
+    }
+    assert yjgl["findings"] == {
+        "mergeable": {"total": 1, "open": 0, "resolved": 1, "resolutions": {"merged": 1}},
     }
     assert (yjgl["planned_total"], yjgl["planned_due"], yjgl["planned_done"]) == (1, 1, 1)
     assert (yjgl["execution_rate"], yjgl["unplanned_share"], yjgl["hit_rate"]) == (1.0, 0.0, 0.0)
@@ -155,7 +277,7 @@ async def test_scoping_csv_and_assessment(client: Any, dataset: Any, make_header
         (30 * 100 + 15 * 100 + 15 * 100 + 10 * 0) / 70, abs=0.01
     )
     assert items[0]["indicators"]["survey_response_rate"]["score"] is None
-    expected = (30 * 66.67 + 15 * 80 + 10 * 66.67 + 20 * 50 + 15 * 66.67 + 10 * 66.67) / 100
+    expected = (30 * 66.67 + 15 * 80 + 10 * 66.67 + 20 * 50 + 15 * 33.33 + 10 * 66.67) / 100
     assert items[1]["total"] == pytest.approx(expected, abs=0.01)
     x = await client.get("/v1/reports/assessment?year=2026&format=xlsx", headers=sup)
     ws = load_workbook(io.BytesIO(x.content)).active

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,61 @@ async def inspector(session: AsyncSession, agency: str, valid_until: date) -> in
     )
 
 
+async def check_request(
+    session: AsyncSession,
+    *,
+    uscc: str,
+    agency: str = "SCJG",
+    status: str = "approved",
+    emergency: bool = False,
+    submitted_at: datetime = datetime(2026, 3, 5, 1, 0, tzinfo=UTC),
+    decided_at: datetime | None = datetime(2026, 3, 6, 1, 0, tzinfo=UTC),
+) -> int:
+    """A check request written directly (decided as given); returns its id."""
+    n = next(_serial)
+    requester = (
+        await session.execute(
+            text(
+                "INSERT INTO user_account (username, display_name, role, agency_code) "
+                "VALUES (:u, :u, 'scheduler', :a) RETURNING id"
+            ),
+            {"u": f"requester{n}", "a": agency},
+        )
+    ).scalar_one()
+    return int(
+        (
+            await session.execute(
+                text(
+                    """
+                INSERT INTO check_request (enterprise_uscc, agency_code, requester_id,
+                    requester_name, matters, basis, window_start, window_end, emergency, status,
+                    policy_version, submitted_at, decision_due_at, expires_at, emergency_due_at,
+                    decided_at)
+                VALUES (:u, :a, :r, 'requester', '{SCJG-001}', :basis, '2026-03-01',
+                    '2026-03-31', :e, :s, 'test', CAST(:sub AS timestamptz),
+                    CAST(:sub AS timestamptz) + interval '3 days',
+                    CAST(:sub AS timestamptz) + interval '10 days',
+                    CASE WHEN CAST(:e AS boolean)
+                         THEN CAST(:sub AS timestamptz) + interval '24 hours' END,
+                    CAST(:dec AS timestamptz))
+                RETURNING id
+                """
+                ),
+                {
+                    "u": uscc,
+                    "a": agency,
+                    "r": requester,
+                    "basis": "incident" if emergency else "complaint",
+                    "e": emergency,
+                    "s": status,
+                    "sub": submitted_at,
+                    "dec": decided_at,
+                },
+            )
+        ).scalar_one()
+    )
+
+
 async def completed_inspection(
     session: AsyncSession,
     settings: Any,
@@ -57,9 +112,16 @@ async def completed_inspection(
     completed_at: datetime | None = None,
     outcome: str | None = "no_issue",
     scanned: bool = True,
-    check_request_id: int | None = 1,
+    check_request_id: int | Literal["approved"] | None = "approved",
 ) -> int:
-    """A completed inspection with inspectors present as given; returns its id."""
+    """A completed inspection with inspectors present as given; returns its id.
+
+    An unplanned one gets, by default, a request approved before the visit.
+    """
+    if check_request_id == "approved":
+        check_request_id = (
+            await check_request(session, uscc=uscc, agency=agency) if kind == "unplanned" else None
+        )
     insp = await create_inspection(
         session,
         None,

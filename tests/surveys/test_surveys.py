@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 from inspection_hub.events.registry import EventEnvelope
 from inspection_hub.surveys import service
 from inspection_hub.surveys.delivery import callback_secret_for, deliver_callbacks
+from inspection_hub.surveys.findings import record_finding
 from inspection_hub.surveys.handlers import plan_on_completion
 from tests.surveys import factories
 from tests.surveys.receiver import Receiver
@@ -110,7 +111,7 @@ async def survey_row(sessionmaker: Any, iid: int) -> dict[str, Any]:
 async def findings(sessionmaker: Any, kind: str) -> list[dict[str, Any]]:
     async with sessionmaker() as s:
         rows = await s.execute(
-            text("SELECT * FROM verification_finding WHERE kind = :k ORDER BY id"), {"k": kind}
+            text("SELECT * FROM conflict WHERE kind = :k ORDER BY id"), {"k": kind}
         )
         return [dict(r) for r in rows.mappings()]
 
@@ -309,6 +310,55 @@ async def test_agencies_see_status_only_supervisors_see_answers_and_phone_visits
     assert [i["id"] for i in r.json()["items"]] == [sid]
 
 
+async def test_survey_discrepancy_is_in_the_conflict_store_for_supervisors_only(
+    client: Any, sessionmaker: Any, settings: Any, two_agencies: Any, make_headers: Any
+) -> None:
+    uscc, iid = await arrange(sessionmaker, settings)
+    await plan_and_send(sessionmaker, settings, uscc, iid)
+    sup = await make_headers("supervisor")
+    scjg = await make_headers("scheduler", "SCJG")
+    sid = (await survey_row(sessionmaker, iid))["id"]
+    r = await client.post(
+        f"/v1/surveys/{sid}/phone-visits", json={**ANSWER_OK, "occurred": "no"}, headers=sup
+    )
+    assert r.status_code == 201, r.text
+    # A finding the agency may see: a trace check of its own inspection.
+    async with sessionmaker() as s, s.begin():
+        trace_id = await record_finding(
+            s,
+            "trace_check_failed",
+            uscc,
+            [iid],
+            {"rule": "visit_in_window"},
+            key_suffix="visit_in_window",
+            agency_codes=["SCJG"],
+        )
+    (discrepancy,) = await findings(sessionmaker, "survey_discrepancy")
+    everything = (await client.get("/v1/conflicts", headers=sup)).json()["items"]
+    assert sorted((c["kind"], c["id"]) for c in everything) == sorted(
+        [("survey_discrepancy", discrepancy["id"]), ("trace_check_failed", trace_id)]
+    )
+    own = (await client.get("/v1/conflicts", headers=scjg)).json()["items"]
+    assert [(c["kind"], c["id"]) for c in own] == [("trace_check_failed", trace_id)]
+    by_kind = await client.get("/v1/conflicts?kind=survey_discrepancy", headers=scjg)
+    assert by_kind.json()["items"] == []
+    opened = await client.get(f"/v1/conflicts/{discrepancy['id']}", headers=scjg)
+    assert opened.status_code == 403
+    assert (await client.get(f"/v1/conflicts/{discrepancy['id']}", headers=sup)).status_code == 200
+    # The conflict.detected event of the discrepancy names no agency either.
+    async with sessionmaker() as s:
+        agencies = (
+            await s.execute(
+                text(
+                    "SELECT agency_codes FROM event WHERE type = 'conflict.detected' "
+                    "AND aggregate_id = :a"
+                ),
+                {"a": str(discrepancy["id"])},
+            )
+        ).scalar_one()
+    assert agencies == []
+
+
 async def test_failing_receiver_retries_with_backoff(
     sessionmaker: Any, settings: Any, two_agencies: Any
 ) -> None:
@@ -325,3 +375,32 @@ async def test_failing_receiver_retries_with_backoff(
     assert survey["callback_attempts"] == 1
     assert survey["callback_last_error"] == "HTTP 500"
     assert json.dumps(survey["answer"]) == "null"
+    # The webhook retry schedule (5 s first, with jitter) applies, not an own backoff.
+    wait = (survey["callback_next_at"] - datetime.now(UTC)).total_seconds()
+    assert 0 < wait <= 6
+
+
+async def test_callback_dead_letter_after_the_webhook_schedule_and_same_webhook_id(
+    sessionmaker: Any, settings: Any, two_agencies: Any
+) -> None:
+    import httpx
+
+    short = settings.model_copy(
+        update={"webhook_retry_schedule_seconds": [0.0], "webhook_retry_jitter": 0.0}
+    )
+    async with Receiver(status=503) as receiver:
+        uscc, iid = await arrange(sessionmaker, settings, receiver.url)
+        await plan_and_send(sessionmaker, settings, uscc, iid)
+        async with httpx.AsyncClient() as http:
+            assert await deliver_callbacks(sessionmaker, http, short) == 1
+            assert (await survey_row(sessionmaker, iid))["callback_status"] == "pending"
+            later = datetime.now(UTC) + timedelta(seconds=1)
+            assert await deliver_callbacks(sessionmaker, http, short, now=later) == 1
+            assert await deliver_callbacks(sessionmaker, http, short, now=later) == 0
+    survey = await survey_row(sessionmaker, iid)
+    assert survey["callback_status"] == "dead"
+    assert survey["callback_attempts"] == 2
+    assert survey["callback_last_error"] == "HTTP 503"
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    assert ids == {f"msg_survey_{survey['id']}"}
+    assert len(receiver.requests) == 2

@@ -1,26 +1,39 @@
-"""Loading the plain facts the conflict rules run on, in a few set-based Core queries.
+"""The one loader of the facts the conflict rules run on: one round trip per enterprise.
 
-Shared by the check-request pre-check (approvals/precheck.py) and the event-driven detector.
+Shared by the event-driven detector (conflicts/service.py, with the per-enterprise lock) and the
+check-request pre-check (approvals/precheck.py). Everything comes from the SQL function
+``conflict_facts`` (migration 0005_conflicts, which documents the query and its indexes): the
+enterprise, its inspections in a window_start range (with matters, categories, agencies,
+inspectors), optionally its pending check requests, and the inspector bookings at other
+enterprises on the candidates' booked days.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, cast
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inspection_hub.conflicts.rules import EnterpriseFact, InspectionFact, InspectionStatus
-from inspection_hub.policy import RiskClass
+from inspection_hub.policy import RISK_CLASSES, RiskClass
 
-# Facts are loaded for inspections whose dates come within this many days of the year, so that
-# repeat windows (default 180 days) and merge windows reaching across New Year are seen.
+#: How far back the detector looks (repeat windows, the previous inspector, the cap year).
+HISTORY_YEARS = 3
+# Pre-check: inspections whose dates come within this many days of the year, so that repeat
+# windows (default 180 days) and merge windows reaching across New Year are seen.
 LOOKAROUND_DAYS = 366
 # Planned windows are never longer than a year: a lower bound on window_start lets the
 # (enterprise_uscc, window_start) index do the work.
 MAX_WINDOW_DAYS = 366
+
+_FACTS_SQL = (
+    "SELECT * FROM conflict_facts($1::bpchar, $2::date, $3::date, $4::date, $5::boolean, "
+    "$6::bigint[], $7::boolean, $8::bigint[], $9::date, $10::text, $11::text)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +45,8 @@ class InspectionRow:
     outcome: str | None
     check_request_id: int | None
     emergency: bool
+    #: Its lead agency and its matters' agencies.
+    agencies: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,106 +55,53 @@ class EnterpriseFacts:
 
     enterprise: EnterpriseFact
     inspections: list[InspectionRow]
+    #: Pending non-emergency check requests as ``pending_request`` facts (id = -request id).
     requests: list[InspectionFact]
+    #: Inspections at other enterprises sharing an inspector on a candidate's booked day.
+    bookings: list[InspectionFact]
+
+    @property
+    def history(self) -> list[InspectionFact]:
+        """The inspections as rule facts, by id."""
+        return [r.fact for r in self.inspections]
+
+    @property
+    def agencies(self) -> dict[int, frozenset[str]]:
+        """Every inspection's agencies (its lead agency and its matters' agencies)."""
+        return {r.fact.id: r.agencies for r in self.inspections}
 
     @property
     def facts(self) -> list[InspectionFact]:
         """Inspections and pending (non-emergency) requests, as rule facts."""
-        return [r.fact for r in self.inspections] + self.requests
+        return self.history + self.requests
 
 
-_ENTERPRISE = text(
-    """
-    SELECT e.uscc, e.established_on,
-           coalesce((SELECT array_agg(r.valid_from ORDER BY r.valid_from)
-                     FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc), '{}')
-               AS valid_from,
-           coalesce((SELECT array_agg(r.risk_class::text ORDER BY r.valid_from)
-                     FROM enterprise_risk_class r WHERE r.enterprise_uscc = e.uscc), '{}')
-               AS risk_classes,
-           e.risk_class
-    FROM enterprise e WHERE e.uscc = :uscc
-    """
-)
-
-_INSPECTIONS = text(
-    """
-    SELECT i.id, i.agency_code, i.premises_id, i.kind, i.basis, i.status,
-           i.window_start, i.window_end, i.visit_date, i.outcome, i.check_request_id,
-           i.emergency,
-           coalesce(m.matters, '{}') AS matters,
-           coalesce(m.categories, '{}') AS categories,
-           coalesce(p.inspector_ids, '{}') AS inspector_ids
-    FROM inspection i
-    LEFT JOIN LATERAL (
-        SELECT array_agg(im.matter_code::text ORDER BY im.matter_code) AS matters,
-               array_agg(DISTINCT im.category::text) AS categories
-        FROM inspection_matter im
-        WHERE im.enterprise_uscc = i.enterprise_uscc AND im.inspection_id = i.id
-    ) m ON true
-    LEFT JOIN LATERAL (
-        SELECT array_agg(ii.inspector_id) AS inspector_ids
-        FROM inspection_inspector ii
-        WHERE ii.enterprise_uscc = i.enterprise_uscc AND ii.inspection_id = i.id
-    ) p ON true
-    WHERE i.enterprise_uscc = :uscc
-      AND i.window_start >= :start_floor AND i.window_start <= :hi
-      AND coalesce(i.visit_date, i.window_end) >= :lo
-    ORDER BY i.id
-    """
-)
-
-# Pending requests whose inspection does not exist yet (emergencies already have one).
-_REQUESTS = text(
-    """
-    SELECT c.id, c.agency_code, c.basis, c.window_start, c.window_end,
-           coalesce((SELECT array_agg(DISTINCT mt.category::text) FROM matter mt
-                     WHERE mt.code = ANY(c.matters)), '{}') AS categories
-    FROM check_request c
-    WHERE c.enterprise_uscc = :uscc AND c.status = 'pending' AND NOT c.emergency
-      AND c.window_start >= :start_floor AND c.window_start <= :hi AND c.window_end >= :lo
-    ORDER BY c.id
-    """
-)
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value is not None else None
 
 
-def _bounds(year: int) -> dict[str, date]:
-    lo = date(year, 1, 1) - timedelta(days=LOOKAROUND_DAYS)
-    hi = date(year, 12, 31) + timedelta(days=LOOKAROUND_DAYS)
-    return {"lo": lo, "hi": hi, "start_floor": lo - timedelta(days=MAX_WINDOW_DAYS)}
-
-
-async def load_enterprise(session: AsyncSession, uscc: str) -> EnterpriseFact | None:
-    """The enterprise as a rule fact (risk class history, founding date), or None if unknown."""
-    row = (await session.execute(_ENTERPRISE, {"uscc": uscc})).first()
-    if row is None:
-        return None
-    history = list(zip(row.valid_from, row.risk_classes, strict=True))
-    if not history:  # no history recorded: the current class has always held
-        history = [(date(1900, 1, 1), row.risk_class)]
-    return EnterpriseFact(
-        uscc=row.uscc,
-        risk_classes=tuple((since, cast(RiskClass, cls)) for since, cls in history),
-        established_on=row.established_on,
-    )
-
-
-def inspection_fact(row: Any, uscc: str) -> InspectionFact:
-    """One inspection row (as selected by `_INSPECTIONS`) as a rule fact."""
+def _fact(row: dict[str, Any], uscc: str) -> InspectionFact:
     return InspectionFact(
-        id=int(row.id),
-        agency_code=row.agency_code,
-        uscc=uscc,
-        premises_id=row.premises_id,
-        categories=frozenset(row.categories),
-        kind=row.kind,
-        basis=row.basis,
-        status=cast(InspectionStatus, row.status),
-        window_start=row.window_start,
-        window_end=row.window_end,
-        visit_date=row.visit_date,
-        inspector_ids=frozenset(int(i) for i in row.inspector_ids),
+        id=int(row["id"]),
+        agency_code=row["agency_code"],
+        uscc=row.get("enterprise_uscc") or uscc,
+        premises_id=row["premises_id"],
+        categories=frozenset(row["categories"]),
+        kind=row["kind"],
+        basis=row["basis"],
+        status=cast(InspectionStatus, row["status"]),
+        window_start=date.fromisoformat(row["window_start"]),
+        window_end=date.fromisoformat(row["window_end"]),
+        visit_date=_day(row["visit_date"]),
+        inspector_ids=frozenset(int(i) for i in row["inspectors"]),
     )
+
+
+def _risk(value: str) -> RiskClass:
+    for rc in RISK_CLASSES:
+        if rc == value:
+            return rc
+    raise ValueError(f"unknown risk class {value!r}")
 
 
 def request_fact(
@@ -168,37 +130,110 @@ def request_fact(
     )
 
 
+async def load_facts(
+    session: AsyncSession,
+    uscc: str,
+    since: date,
+    *,
+    until: date | None = None,
+    ends_after: date | None = None,
+    requests: bool = False,
+    candidate_ids: Iterable[int] = (),
+    all_live: bool = False,
+    probe: InspectionFact | None = None,
+    lock_namespace: str | None = None,
+) -> EnterpriseFacts | None:
+    """The enterprise and its facts in one query; None if the enterprise is unknown.
+
+    Inspections (any status) with ``since <= window_start <= until`` (no upper bound when
+    ``until`` is None) and, with ``ends_after``, ending (visit date, else window end) on or after
+    it; with ``requests``, the pending non-emergency check requests in the same bounds.
+    Bookings are loaded for the inspections ``candidate_ids``, every live one when ``all_live``,
+    and ``probe`` (a candidate not stored yet: its inspectors on its booked day). With
+    ``lock_namespace``, first takes the advisory lock ``xact_lock(session, lock_namespace, uscc)``
+    would, and reads the facts after it is granted (same round trip).
+    """
+    day = probe.booked_day if probe is not None else None
+    inspectors = sorted(probe.inspector_ids) if probe is not None and day is not None else []
+    # Through the session's connection (not the bare driver), so the transaction is begun
+    # first and the lock is held to its end; a driver-level SQL string, no ORM, no compiling.
+    conn = await session.connection()
+    result = await conn.exec_driver_sql(
+        _FACTS_SQL,
+        (
+            uscc,
+            since,
+            until,
+            ends_after,
+            requests,
+            sorted(set(candidate_ids)),
+            all_live,
+            inspectors,
+            day if inspectors else None,
+            lock_namespace,
+            uscc if lock_namespace is not None else None,
+        ),
+    )
+    row = result.mappings().one_or_none()
+    if row is None:
+        return None
+    key = row["uscc"]
+    inspections = [
+        InspectionRow(
+            fact=_fact(r, key),
+            matters=tuple(r["matters"]),
+            outcome=r["outcome"],
+            check_request_id=r["check_request_id"],
+            emergency=bool(r["emergency"]),
+            agencies=frozenset({r["agency_code"], *r["agencies"]}),
+        )
+        for r in json.loads(row["history"] or "[]")
+    ]
+    pending = [
+        request_fact(
+            int(r["id"]),
+            agency_code=r["agency_code"],
+            uscc=key,
+            categories=frozenset(r["categories"]),
+            basis=r["basis"],
+            window_start=date.fromisoformat(r["window_start"]),
+            window_end=date.fromisoformat(r["window_end"]),
+        )
+        for r in json.loads(row["requests"] or "[]")
+    ]
+    bookings = [_fact(r, key) for r in json.loads(row["bookings"] or "[]")]
+    risk = tuple(zip(row["since"], (_risk(c) for c in row["classes"]), strict=True))
+    if not risk:  # no history recorded: the current class has always held
+        risk = ((date(1900, 1, 1), _risk(row["risk_class"])),)
+    enterprise = EnterpriseFact(uscc=key, risk_classes=risk, established_on=row["established_on"])
+    return EnterpriseFacts(enterprise, inspections, pending, bookings)
+
+
+def history_start(year: int) -> date:
+    """First day the detector looks at for a candidate in ``year``."""
+    return date(year - HISTORY_YEARS, 1, 1)
+
+
+async def load_enterprise(session: AsyncSession, uscc: str) -> EnterpriseFact | None:
+    """The enterprise as a rule fact (risk class history, founding date), or None if unknown."""
+    loaded = await load_facts(session, uscc, date.max)
+    return loaded.enterprise if loaded is not None else None
+
+
 async def load_enterprise_rows(
     session: AsyncSession, uscc: str, year: int
 ) -> EnterpriseFacts | None:
-    """The enterprise, its inspections near `year` and its pending requests; None if unknown."""
-    enterprise = await load_enterprise(session, uscc)
-    if enterprise is None:
-        return None
-    params: dict[str, Any] = {"uscc": uscc, **_bounds(year)}
-    rows = [
-        InspectionRow(
-            fact=inspection_fact(r, uscc),
-            matters=tuple(r.matters),
-            outcome=r.outcome,
-            check_request_id=r.check_request_id,
-            emergency=bool(r.emergency),
-        )
-        for r in (await session.execute(_INSPECTIONS, params))
-    ]
-    requests = [
-        request_fact(
-            int(r.id),
-            agency_code=r.agency_code,
-            uscc=uscc,
-            categories=frozenset(r.categories),
-            basis=r.basis,
-            window_start=r.window_start,
-            window_end=r.window_end,
-        )
-        for r in (await session.execute(_REQUESTS, params))
-    ]
-    return EnterpriseFacts(enterprise, rows, requests)
+    """Pre-check: the enterprise, its inspections near `year`, its pending requests; or None."""
+    lo = date(year, 1, 1) - timedelta(days=LOOKAROUND_DAYS)
+    hi = date(year, 12, 31) + timedelta(days=LOOKAROUND_DAYS)
+    return await load_facts(
+        session,
+        uscc,
+        lo - timedelta(days=MAX_WINDOW_DAYS),
+        until=hi,
+        ends_after=lo,
+        requests=True,
+    )
 
 
 async def load_enterprise_facts(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inspection_hub.conflicts import service
 from inspection_hub.events import types as ev
 from inspection_hub.events.registry import EventEnvelope, handler
+from inspection_hub.policy import PolicyBook
 
 CONSUMER = "conflict_detector"
 
@@ -82,6 +83,37 @@ async def targets_of(session: AsyncSession, event: EventEnvelope) -> dict[str, s
     return targets
 
 
+_INSPECTION_EVENTS = frozenset(
+    {ev.INSPECTION_SCHEDULED.name, ev.INSPECTION_RESCHEDULED.name, ev.INSPECTION_COMPLETED.name}
+)
+
+
+async def _detect_own_inspections(
+    session: AsyncSession, event: EventEnvelope, book: PolicyBook
+) -> bool:
+    """The common case in one round trip before the writes: an inspection event naming its
+    enterprise, whose inspections all belong to it. Lock and load that enterprise directly
+    (no lookup of the inspections' enterprises first); False when the event is not of that
+    shape or an inspection is not among the enterprise's recent ones (the general path then).
+    """
+    if event.type not in _INSPECTION_EVENTS or not event.enterprise_uscc:
+        return False
+    payload = event.payload
+    ids = _ints(payload.get("inspection_ids")) | _ints(payload.get("inspections"))
+    if isinstance(payload.get("inspection_id"), int):
+        ids.add(int(payload["inspection_id"]))
+    if event.aggregate_type == "inspection" and event.aggregate_id.isdigit():
+        ids.add(int(event.aggregate_id))
+    if not ids:
+        return False
+    uscc = event.enterprise_uscc.strip()
+    loaded = await service.load_locked(session, uscc, ids)
+    if loaded is None or not ids <= {f.id for f in loaded.history}:
+        return False
+    await service.detect_loaded(session, loaded, ids, book, service.DetectionResult())
+    return True
+
+
 @handler(
     CONSUMER,
     ev.PLAN_SUBMITTED,
@@ -110,6 +142,8 @@ async def detect(session: AsyncSession, event: EventEnvelope) -> None:
             for inspection_id in sorted(targets[uscc] or ()):
                 reason = "cancelled" if event.type == ev.INSPECTION_CANCELLED.name else "merged"
                 await service.settle_inspection_gone(session, uscc, inspection_id, book, reason)
+        return
+    if await _detect_own_inspections(session, event, book):
         return
     targets = await targets_of(session, event)
     # Sorted: two handlers locking several enterprises always lock in one order (no deadlock).

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inspection_hub.audit.service import record
 from inspection_hub.auth.principal import Principal, Role
+from inspection_hub.conflicts import facts as fact_loader
 from inspection_hub.conflicts import repository as repo
 from inspection_hub.conflicts.models import Conflict, JointProposal, JointProposalConsent
 from inspection_hub.conflicts.rules import (
@@ -113,25 +114,63 @@ async def detect_for_enterprise(
     Serialised per enterprise by an advisory lock, so concurrent passes yield one finding.
     """
     result = DetectionResult()
-    await xact_lock(session, LOCK_NAMESPACE, uscc)
-    enterprise = await repo.load_enterprise_fact(session, uscc)
-    if enterprise is None:
-        return result
     wanted = set(inspection_ids) if inspection_ids is not None else None
-    since = repo.history_start(local_today().year)
-    history, agencies = await repo.load_history(session, uscc, since)
-    by_id = {f.id: f for f in history}
+    loaded = await load_locked(session, uscc, wanted)
+    if loaded is None:
+        return result
+    by_id = {f.id: f for f in loaded.history}
     if wanted is not None and not wanted <= by_id.keys():
         # An old candidate: look at the enterprise's whole history.
-        history, agencies = await repo.load_history(session, uscc, date(1, 1, 1))
-        by_id = {f.id: f for f in history}
+        loaded = await fact_loader.load_facts(session, uscc, date(1, 1, 1), candidate_ids=wanted)
+        if loaded is None:
+            return result
+    await detect_loaded(session, loaded, wanted, book, result)
+    return result
+
+
+async def load_locked(
+    session: AsyncSession, uscc: str, wanted: set[int] | None
+) -> fact_loader.EnterpriseFacts | None:
+    """Take the enterprise's detection lock and load its recent facts (one round trip).
+
+    Bookings are loaded for the ``wanted`` inspections, or every live one when None.
+    """
+    return await fact_loader.load_facts(
+        session,
+        uscc,
+        fact_loader.history_start(local_today().year),
+        candidate_ids=wanted or (),
+        all_live=wanted is None,
+        lock_namespace=LOCK_NAMESPACE,
+    )
+
+
+async def detect_loaded(
+    session: AsyncSession,
+    loaded: fact_loader.EnterpriseFacts,
+    wanted: set[int] | None,
+    book: PolicyBook,
+    result: DetectionResult,
+) -> None:
+    """Run the rules for the wanted (None: every live) inspections of loaded facts; record."""
+    history, agencies = loaded.history, loaded.agencies
+    by_id = {f.id: f for f in history}
     if wanted is None:
         candidates = [f for f in history if f.status in _LIVE_STATUSES]
     else:
         candidates = [by_id[i] for i in sorted(wanted) if i in by_id]
     for candidate in candidates:
-        await _detect_one(session, enterprise, candidate, history, agencies, by_id, book, result)
-    return result
+        await _detect_one(
+            session,
+            loaded.enterprise,
+            candidate,
+            history,
+            agencies,
+            by_id,
+            book,
+            result,
+            loaded.bookings,
+        )
 
 
 async def _detect_one(
@@ -143,12 +182,14 @@ async def _detect_one(
     by_id: dict[int, InspectionFact],
     book: PolicyBook,
     result: DetectionResult,
+    bookings: list[InspectionFact],
 ) -> None:
     try:
         policy = book.at(candidate.window_start)
     except PolicyNotInForceError:
         return
-    bookings = await repo.load_bookings(session, candidate)
+    # ``bookings`` holds every candidate's bookings; the rule keeps those on this one's day
+    # sharing one of its inspectors.
     for finding in evaluate(candidate, history, enterprise, policy, bookings):
         codes = _finding_agencies(finding, agencies, by_id)
         if finding.kind == "mergeable":
@@ -946,7 +987,7 @@ async def _carry_out(
 
 async def burden(session: AsyncSession, uscc: str, year: int, book: PolicyBook) -> dict[str, Any]:
     """The enterprise's yearly cap ledger: done, scheduled, cap, remaining, by agency."""
-    enterprise = await repo.load_enterprise_fact(session, uscc)
+    enterprise = await fact_loader.load_enterprise(session, uscc)
     if enterprise is None:
         raise NotFound(f"Enterprise {uscc} is not registered.")
     today = local_today()

@@ -88,6 +88,13 @@ class InspectionMatter(Base):
     category: Mapped[str] = mapped_column(String(64))
 
 
+def booked_day(window_start: date, window_end: date, visit_date: date | None) -> date | None:
+    """The day inspectors are booked: the visit date, else a one-day window, else None."""
+    if visit_date is not None:
+        return visit_date
+    return window_start if window_start == window_end else None
+
+
 class InspectionInspector(Base):
     """An inspector assigned to (and, once completed, present at) an inspection."""
 
@@ -97,9 +104,18 @@ class InspectionInspector(Base):
             ["enterprise_uscc", "inspection_id"], ["inspection.enterprise_uscc", "inspection.id"]
         ),
         Index("ix_inspection_inspector_inspector", "inspector_id"),
+        Index(
+            "ix_inspection_inspector_inspector_booked_day",
+            "inspector_id",
+            "booked_day",
+            postgresql_where=text("booked_day IS NOT NULL"),
+        ),
     )
 
     enterprise_uscc: Mapped[str] = mapped_column(CHAR(18), primary_key=True)
     inspection_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     inspector_id: Mapped[int] = mapped_column(ForeignKey("inspector.id"), primary_key=True)
     present: Mapped[bool | None] = mapped_column(Boolean)
+    # The inspection's visit date, else its one-day window (see `booked_day`); set by writers,
+    # kept in step by a trigger when the inspection's dates change (0005_conflicts).
+    booked_day: Mapped[date | None] = mapped_column(Date)

@@ -28,7 +28,12 @@ from inspection_hub.errors import (
 from inspection_hub.events import types as ev
 from inspection_hub.events.outbox import NOTIFY_CHANNEL, emit
 from inspection_hub.inspections.codes import CodeClaims, CodeExpired, CodeForged, CodeKeyring
-from inspection_hub.inspections.models import Inspection, InspectionInspector, InspectionMatter
+from inspection_hub.inspections.models import (
+    Inspection,
+    InspectionInspector,
+    InspectionMatter,
+    booked_day,
+)
 from inspection_hub.inspections.schemas import (
     CodeInspector,
     CodeLookup,
@@ -162,12 +167,14 @@ async def create_inspection(
                 category=m.category,
             )
         )
+    day = booked_day(window_start, window_end, None)
     for inspector_id in inspector_ids:
         session.add(
             InspectionInspector(
                 enterprise_uscc=enterprise_uscc,
                 inspection_id=inspection.id,
                 inspector_id=inspector_id,
+                booked_day=day,
             )
         )
     await session.flush()
@@ -241,6 +248,7 @@ async def create_inspections_bulk(
         "check_request_id": None,
     }
     et = ev.INSPECTION_SCHEDULED
+    day = booked_day(window_start, window_end, None)
     for inspection_id, (uscc, inspector_ids) in zip(ids, assignments, strict=True):
         code = keyring.issue(
             inspection_id=inspection_id,
@@ -270,7 +278,7 @@ async def create_inspections_bulk(
         matter_rows.extend(
             (uscc, inspection_id, m.code, m.agency_code, m.category) for m in matters
         )
-        inspector_rows.extend((uscc, inspection_id, i) for i in inspector_ids)
+        inspector_rows.extend((uscc, inspection_id, i, day) for i in inspector_ids)
         payload = {
             "inspection_id": inspection_id,
             **template,
@@ -317,7 +325,7 @@ async def create_inspections_bulk(
         await raw.copy_records_to_table(
             "inspection_inspector",
             records=inspector_rows,
-            columns=["enterprise_uscc", "inspection_id", "inspector_id"],
+            columns=["enterprise_uscc", "inspection_id", "inspector_id", "booked_day"],
         )
     await raw.copy_records_to_table(
         "event",
@@ -708,6 +716,7 @@ async def complete_inspection(
                     inspection_id=inspection.id,
                     inspector_id=pid,
                     present=True,
+                    booked_day=data.visit_date,
                 )
             )
     now = utcnow()

@@ -1,122 +1,173 @@
 """Execution report and annual assessment, computed in SQL (one aggregate query per part).
 
 Per agency and year: planned inspections due / done / overdue, unplanned share, merges, caps,
-inspections per enterprise, hit rate, surveys, findings and trace checks. Parts that need
-tables of other areas (plans, check requests, the conflicts store) are filled once those land;
-until then they are reported as null.
+inspections per enterprise, hit rate, plans and items, check requests and decision times,
+surveys, findings and trace checks. Findings are read from the one conflict store (`conflict`).
 """
 
 from __future__ import annotations
 
 import tomllib
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inspection_hub.paths import config_dir
 from inspection_hub.policy import RISK_CLASSES, PolicyNotInForceError, load_policy
-from inspection_hub.surveys.findings import FINDINGS_TABLE
 
-_INSPECTIONS = text(
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+LIVE = "i.status NOT IN ('cancelled', 'merged')"
+TRACE_KINDS = ("trace_check_failed", "unregistered_visit")
+
+
+def _agency_clause(column: str, agency: str | None) -> str:
+    """`AND column = :agency` when one agency is asked for; nothing otherwise.
+
+    Built into the SQL rather than `CAST(:agency) IS NULL OR ...`, which makes the planner
+    keep both branches and forgo the index on the agency column.
     """
+    return f" AND {column} = :agency" if agency is not None else ""
+
+
+def _inspections_sql(agency: str | None) -> str:
+    # One pass over the year's inspections; every figure is a FILTER aggregate.
+    return f"""
     SELECT i.agency_code,
-      count(*) FILTER (WHERE i.kind = 'planned' AND i.status NOT IN ('cancelled', 'merged'))
-        AS planned_total,
-      count(*) FILTER (WHERE i.kind = 'planned' AND i.status NOT IN ('cancelled', 'merged')
+      count(*) FILTER (WHERE i.kind = 'planned' AND {LIVE}) AS planned_total,
+      count(*) FILTER (WHERE i.kind = 'planned' AND {LIVE}
                        AND (i.status = 'completed' OR i.window_end < :today)) AS planned_due,
       count(*) FILTER (WHERE i.kind = 'planned' AND i.status = 'completed') AS planned_done,
       count(*) FILTER (WHERE i.kind = 'planned' AND i.status IN ('scheduled', 'in_progress')
                        AND i.window_end < :today) AS planned_overdue,
-      count(*) FILTER (WHERE i.kind = 'unplanned' AND i.status NOT IN ('cancelled', 'merged'))
-        AS unplanned,
-      count(*) FILTER (WHERE i.kind = 'joint' AND i.status NOT IN ('cancelled', 'merged'))
-        AS joint,
-      count(*) FILTER (WHERE i.status NOT IN ('cancelled', 'merged')) AS inspections,
+      count(*) FILTER (WHERE i.kind = 'unplanned' AND {LIVE}) AS unplanned,
+      count(*) FILTER (WHERE i.kind = 'joint' AND {LIVE}) AS joint,
+      count(*) FILTER (WHERE {LIVE}) AS inspections,
       count(*) FILTER (WHERE i.status = 'completed') AS completed,
       count(*) FILTER (WHERE i.status = 'completed' AND i.outcome IS NOT NULL
                        AND i.outcome <> 'no_issue') AS with_problem,
       count(*) FILTER (WHERE i.status = 'merged') AS avoided_by_merging
     FROM inspection i
-    WHERE i.year = :year AND (CAST(:agency AS varchar) IS NULL OR i.agency_code = :agency)
+    WHERE i.year = :year{_agency_clause("i.agency_code", agency)}
     GROUP BY i.agency_code
     """
-)
 
-_PER_ENTERPRISE = text(
-    """
+
+def _distribution_sql(agency: str | None) -> str:
+    # Live inspections per (enterprise, agency), read in (year, enterprise, agency) index order
+    # so the grouping streams; the enterprise's all-agency total (the cap counts every agency)
+    # is a window sum over the same ordered rows. With one agency asked for, only the
+    # enterprises that agency inspected are totalled.
+    if agency is None:
+        scope = ""
+    else:
+        scope = """
+          AND i.enterprise_uscc IN (SELECT j.enterprise_uscc FROM inspection j
+                                    WHERE j.year = :year AND j.agency_code = :agency
+                                      AND j.status NOT IN ('cancelled', 'merged'))"""
+    return f"""
     WITH per AS (
-        SELECT agency_code, enterprise_uscc, count(*) AS n FROM inspection
-        WHERE year = :year AND status NOT IN ('cancelled', 'merged')
-          AND (CAST(:agency AS varchar) IS NULL OR agency_code = :agency)
-        GROUP BY agency_code, enterprise_uscc
+        SELECT i.enterprise_uscc, i.agency_code, count(*) AS n,
+               sum(count(*)) OVER (PARTITION BY i.enterprise_uscc) AS total
+        FROM inspection i
+        WHERE i.year = :year AND {LIVE}{scope}
+        GROUP BY i.enterprise_uscc, i.agency_code
     )
-    SELECT agency_code,
-           count(*) FILTER (WHERE n = 1) AS one, count(*) FILTER (WHERE n = 2) AS two,
-           count(*) FILTER (WHERE n = 3) AS three, count(*) FILTER (WHERE n >= 4) AS four_plus,
-           count(*) AS enterprises
-    FROM per GROUP BY agency_code
+    SELECT per.agency_code,
+           count(*) FILTER (WHERE per.n = 1) AS one, count(*) FILTER (WHERE per.n = 2) AS two,
+           count(*) FILTER (WHERE per.n = 3) AS three,
+           count(*) FILTER (WHERE per.n >= 4) AS four_plus,
+           count(*) AS enterprises,
+           count(*) FILTER (WHERE per.total > c.cap) AS over_cap
+    FROM per
+    JOIN enterprise e ON e.uscc = per.enterprise_uscc
+    LEFT JOIN unnest(CAST(:classes AS varchar[]), CAST(:caps AS integer[])) AS c(rc, cap)
+      ON c.rc = e.risk_class
+    WHERE TRUE{_agency_clause("per.agency_code", agency)}
+    GROUP BY per.agency_code
     """
-)
 
-_OVER_CAP = text(
-    """
-    WITH totals AS (
-        SELECT i.enterprise_uscc, count(*) AS n FROM inspection i
-        WHERE i.year = :year AND i.status NOT IN ('cancelled', 'merged')
-        GROUP BY i.enterprise_uscc
-    ), over AS (
-        SELECT t.enterprise_uscc FROM totals t JOIN enterprise e ON e.uscc = t.enterprise_uscc
-        JOIN unnest(CAST(:classes AS varchar[]), CAST(:caps AS integer[])) AS c(rc, cap)
-          ON c.rc = e.risk_class
-        WHERE t.n > c.cap
-    )
-    SELECT i.agency_code, count(DISTINCT i.enterprise_uscc) AS over_cap
-    FROM inspection i JOIN over o ON o.enterprise_uscc = i.enterprise_uscc
-    WHERE i.year = :year AND i.status NOT IN ('cancelled', 'merged')
-      AND (CAST(:agency AS varchar) IS NULL OR i.agency_code = :agency)
-    GROUP BY i.agency_code
-    """
-)
 
-_SURVEYS = text(
-    """
-    SELECT agency_code, count(*) AS planned,
-           count(*) FILTER (WHERE status <> 'pending') AS sent,
-           count(*) FILTER (WHERE status = 'answered') AS answered,
-           count(*) FILTER (WHERE status = 'expired') AS expired,
-           count(*) FILTER (WHERE status = 'answered' AND cardinality(discrepancies) > 0)
+def _surveys_sql(agency: str | None) -> str:
+    return f"""
+    SELECT s.agency_code, count(*) AS planned,
+           count(*) FILTER (WHERE s.status <> 'pending') AS sent,
+           count(*) FILTER (WHERE s.status = 'answered') AS answered,
+           count(*) FILTER (WHERE s.status = 'expired') AS expired,
+           count(*) FILTER (WHERE s.status = 'answered' AND cardinality(s.discrepancies) > 0)
              AS with_discrepancy
-    FROM survey
-    WHERE year = :year AND (CAST(:agency AS varchar) IS NULL OR agency_code = :agency)
-    GROUP BY agency_code
+    FROM survey s
+    WHERE s.year = :year{_agency_clause("s.agency_code", agency)}
+    GROUP BY s.agency_code
     """
-)
 
-_FINDINGS = text(
-    f"""
-    SELECT i.agency_code, f.kind, f.status, count(*) AS n,
-           count(*) FILTER (WHERE f.resolution IS NOT NULL) AS resolved
-    FROM {FINDINGS_TABLE} f
-    JOIN inspection i ON i.enterprise_uscc = f.enterprise_uscc AND i.id = f.inspection_ids[1]
-    WHERE i.year = :year AND (CAST(:agency AS varchar) IS NULL OR i.agency_code = :agency)
-    GROUP BY i.agency_code, f.kind, f.status
-    """
-)
 
-_TRACE_FAILED_INSPECTIONS = text(
-    f"""
-    SELECT i.agency_code, count(DISTINCT i.id) AS failed_inspections
-    FROM {FINDINGS_TABLE} f
-    JOIN inspection i ON i.enterprise_uscc = f.enterprise_uscc AND i.id = f.inspection_ids[1]
-    WHERE f.kind IN ('trace_check_failed', 'unregistered_visit')
-      AND i.year = :year AND (CAST(:agency AS varchar) IS NULL OR i.agency_code = :agency)
-    GROUP BY i.agency_code
+def _findings_sql(agency: str | None) -> str:
+    # Every finding of the one conflict store, counted for each agency whose inspection of the
+    # year it names (a survey discrepancy carries no agency codes; its inspection does).
+    # The (agency) grouping set counts the distinct inspections that failed a trace check.
+    return f"""
+    SELECT i.agency_code, f.kind, f.resolution,
+           count(DISTINCT f.id) AS n,
+           count(DISTINCT i.id) FILTER (WHERE f.kind IN ('trace_check_failed',
+                                                          'unregistered_visit'))
+             AS failed_inspections,
+           GROUPING(f.kind) AS agency_total
+    FROM (SELECT c.id, c.kind, c.resolution, c.enterprise_uscc,
+                 unnest(c.inspection_ids) AS inspection_id
+          FROM conflict c) f
+    -- One primary-key probe per finding (OFFSET 0 keeps it a probe: the planner would rather
+    -- hash the whole year of inspections than the findings).
+    CROSS JOIN LATERAL (
+        SELECT i.id, i.agency_code FROM inspection i
+        WHERE i.enterprise_uscc = f.enterprise_uscc AND i.id = f.inspection_id
+          AND i.year = :year{_agency_clause("i.agency_code", agency)}
+        OFFSET 0) i
+    GROUP BY GROUPING SETS ((i.agency_code, f.kind, f.resolution), (i.agency_code))
     """
-)
+
+
+def _plans_sql(agency: str | None) -> str:
+    # Plans of the year an agency takes part in (joint plans count for every agency), by status.
+    scope = " AND p.agencies @> ARRAY[CAST(:agency AS varchar)]" if agency is not None else ""
+    return f"""
+    SELECT a.code AS agency_code,
+           count(DISTINCT p.id) FILTER (WHERE p.status <> 'withdrawn') AS plans,
+           count(DISTINCT p.id) FILTER (WHERE p.status = 'published') AS published,
+           count(pi.id) FILTER (WHERE p.status <> 'withdrawn') AS items,
+           count(pi.id) FILTER (WHERE p.status = 'published') AS published_items
+    FROM plan p
+    JOIN LATERAL unnest(p.agencies) AS a(code) ON TRUE
+    LEFT JOIN plan_item pi ON pi.plan_id = p.id
+    WHERE p.year = :year{scope}{_agency_clause("a.code", agency)}
+    GROUP BY a.code
+    """
+
+
+def _requests_sql(agency: str | None) -> str:
+    # Check requests submitted in the year (local time): outcomes and the median time from
+    # submission to decision (approved or rejected), in hours.
+    return f"""
+    SELECT r.agency_code,
+           count(*) AS submitted,
+           count(*) FILTER (WHERE r.status = 'approved') AS approved,
+           count(*) FILTER (WHERE r.status = 'rejected') AS rejected,
+           count(*) FILTER (WHERE r.status = 'expired') AS expired,
+           count(*) FILTER (WHERE r.status = 'withdrawn') AS withdrawn,
+           count(*) FILTER (WHERE r.status = 'pending') AS pending,
+           percentile_cont(0.5) WITHIN GROUP (
+               ORDER BY extract(epoch FROM r.decided_at - r.submitted_at) / 3600.0)
+             FILTER (WHERE r.status IN ('approved', 'rejected') AND r.decided_at IS NOT NULL)
+             AS median_decision_hours
+    FROM check_request r
+    WHERE r.submitted_at >= CAST(:year_from AS timestamptz)
+      AND r.submitted_at < CAST(:year_to AS timestamptz){_agency_clause("r.agency_code", agency)}
+    GROUP BY r.agency_code
+    """
 
 
 def _num(row: Any, key: str) -> int:
@@ -138,62 +189,88 @@ def _caps(year: int) -> dict[str, int]:
     return {"A": 1, "B": 2, "C": 3, "D": 6}
 
 
+async def _by_agency(session: AsyncSession, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    used = {k: v for k, v in params.items() if f":{k}" in sql}
+    return {r["agency_code"]: r for r in (await session.execute(text(sql), used)).mappings()}
+
+
+def _findings(rows: Any) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    by_agency: dict[str, dict[str, Any]] = {}
+    failed: dict[str, int] = {}
+    for r in rows:
+        if r["agency_total"]:
+            failed[r["agency_code"]] = int(r["failed_inspections"])
+            continue
+        part = by_agency.setdefault(r["agency_code"], {}).setdefault(
+            r["kind"], {"total": 0, "open": 0, "resolved": 0, "resolutions": {}}
+        )
+        part["total"] += r["n"]
+        if r["resolution"] is None:
+            part["open"] += r["n"]
+        else:
+            part["resolved"] += r["n"]
+            part["resolutions"][r["resolution"]] = r["n"]
+    return by_agency, failed
+
+
 async def execution_report(
     session: AsyncSession, year: int, agency: str | None = None, today: date | None = None
 ) -> list[dict[str, Any]]:
     """One row per agency (or the one agency): what was planned, done, found and verified."""
     today = today or date.today()
-    params: dict[str, Any] = {"year": year, "agency": agency}
     caps = _caps(year)
+    params: dict[str, Any] = {
+        "year": year,
+        "agency": agency,
+        "today": today,
+        "classes": list(caps),
+        "caps": [caps[c] for c in caps],
+        "year_from": datetime(year, 1, 1, tzinfo=LOCAL_TZ),
+        "year_to": datetime(year + 1, 1, 1, tzinfo=LOCAL_TZ),
+    }
+    # One report is a handful of large aggregates: sort and hash in memory, and skip JIT
+    # compilation (it cost more than it saved on every query here; see bench/report_bench.py).
+    await session.execute(text("SET LOCAL work_mem = '64MB'"))
+    await session.execute(text("SET LOCAL jit = off"))
     agencies = (
         await session.execute(
             text(
-                "SELECT code, name FROM agency WHERE (CAST(:agency AS varchar) IS NULL "
-                "OR code = :agency) ORDER BY code"
+                f"SELECT code, name FROM agency WHERE TRUE{_agency_clause('code', agency)} "
+                "ORDER BY code"
             ),
-            {"agency": agency},
+            {"agency": agency} if agency is not None else {},
         )
     ).all()
-    insp = {
-        r["agency_code"]: r
-        for r in (await session.execute(_INSPECTIONS, {**params, "today": today})).mappings()
-    }
-    per = {r["agency_code"]: r for r in (await session.execute(_PER_ENTERPRISE, params)).mappings()}
-    over = {
-        r["agency_code"]: r["over_cap"]
-        for r in (
-            await session.execute(
-                _OVER_CAP,
-                {**params, "classes": list(caps), "caps": [caps[c] for c in caps]},
-            )
-        ).mappings()
-    }
-    surveys = {r["agency_code"]: r for r in (await session.execute(_SURVEYS, params)).mappings()}
-    findings: dict[str, dict[str, dict[str, int]]] = {}
-    for r in (await session.execute(_FINDINGS, params)).mappings():
-        by_kind = findings.setdefault(r["agency_code"], {}).setdefault(
-            r["kind"], {"total": 0, "open": 0, "resolved": 0}
-        )
-        by_kind["total"] += r["n"]
-        by_kind["resolved"] += r["resolved"]
-        by_kind["open"] += r["n"] - r["resolved"]
-    trace = {
-        r["agency_code"]: r["failed_inspections"]
-        for r in (await session.execute(_TRACE_FAILED_INSPECTIONS, params)).mappings()
-    }
+    insp = await _by_agency(session, _inspections_sql(agency), params)
+    dist = await _by_agency(session, _distribution_sql(agency), params)
+    surveys = await _by_agency(session, _surveys_sql(agency), params)
+    plans = await _by_agency(session, _plans_sql(agency), params)
+    requests = await _by_agency(session, _requests_sql(agency), params)
+    findings, failed = _findings(
+        (await session.execute(text(_findings_sql(agency)), _only(params, "year", "agency")))
+        .mappings()
+        .all()
+    )
     rows: list[dict[str, Any]] = []
     for code, name in agencies:
         i: Any = insp.get(code) or {}
         s: Any = surveys.get(code) or {}
-        p: Any = per.get(code) or {}
+        d: Any = dist.get(code) or {}
+        pl: Any = plans.get(code) or {}
+        rq: Any = requests.get(code) or {}
+        median = rq.get("median_decision_hours")
         f = findings.get(code, {})
-        trace_kinds = ("trace_check_failed", "unregistered_visit")
         rows.append(
             {
                 "agency": code,
                 "agency_name": name,
                 "year": year,
-                "plan_items": None,  # needs the plans tables
+                "plan_items": {
+                    "plans": _num(pl, "plans"),
+                    "published_plans": _num(pl, "published"),
+                    "items": _num(pl, "items"),
+                    "published_items": _num(pl, "published_items"),
+                },
                 "planned_total": _num(i, "planned_total"),
                 "planned_due": _num(i, "planned_due"),
                 "planned_done": _num(i, "planned_done"),
@@ -203,15 +280,23 @@ async def execution_report(
                 "joint": _num(i, "joint"),
                 "inspections": _num(i, "inspections"),
                 "unplanned_share": _rate(_num(i, "unplanned"), _num(i, "inspections")),
-                "requests": None,  # needs check_request: approved/rejected/expired, median time
+                "requests": {
+                    "submitted": _num(rq, "submitted"),
+                    "approved": _num(rq, "approved"),
+                    "rejected": _num(rq, "rejected"),
+                    "expired": _num(rq, "expired"),
+                    "withdrawn": _num(rq, "withdrawn"),
+                    "pending": _num(rq, "pending"),
+                    "median_decision_hours": None if median is None else round(float(median), 2),
+                },
                 "findings": f,
                 "avoided_by_merging": _num(i, "avoided_by_merging"),
-                "enterprises_over_cap": int(over.get(code, 0)),
+                "enterprises_over_cap": _num(d, "over_cap"),
                 "inspections_per_enterprise": {
-                    "1": int(p.get("one") or 0),
-                    "2": int(p.get("two") or 0),
-                    "3": int(p.get("three") or 0),
-                    "4+": int(p.get("four_plus") or 0),
+                    "1": _num(d, "one"),
+                    "2": _num(d, "two"),
+                    "3": _num(d, "three"),
+                    "4+": _num(d, "four_plus"),
                 },
                 "completed": _num(i, "completed"),
                 "hit_rate": _rate(_num(i, "with_problem"), _num(i, "completed")),
@@ -221,11 +306,15 @@ async def execution_report(
                 "surveys_expired": _num(s, "expired"),
                 "survey_response_rate": _rate(_num(s, "answered"), _num(s, "sent")),
                 "survey_discrepancy_rate": _rate(_num(s, "with_discrepancy"), _num(s, "answered")),
-                "trace_check_failures": sum(f.get(k, {}).get("total", 0) for k in trace_kinds),
-                "trace_check_failure_rate": _rate(int(trace.get(code, 0)), _num(i, "completed")),
+                "trace_check_failures": sum(f.get(k, {}).get("total", 0) for k in TRACE_KINDS),
+                "trace_check_failure_rate": _rate(failed.get(code, 0), _num(i, "completed")),
             }
         )
     return rows
+
+
+def _only(params: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: params[k] for k in keys if params.get(k) is not None}
 
 
 def flatten(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,14 @@
 """Delivering surveys to enterprises' systems as signed webhooks (Standard Webhooks).
 
-`send_signed_webhook` is the one call that puts bytes on the wire; it goes through the SSRF
-guard (`webhooks.ssrf.guarded_post`). When the shared webhook delivery machinery lands, that
-call is replaced by an enqueue into it (same signing, retries, dead letters).
+The event backbone's deliveries are per webhook subscription (one secret per subscription);
+a survey callback goes to the enterprise's own URL with a per-enterprise secret, which that
+machinery has no entry point for. So surveys keep their own small queue (columns on `survey`)
+but use the backbone's parts for everything on the wire: the same Standard Webhooks headers
+(`webhooks.dispatcher.sign_headers`), the same SSRF guard (`webhooks.ssrf.guarded_post`), the
+same retry schedule with jitter and `Retry-After` (`retry_delay`, `parse_retry_after`: about
+three days), then a dead letter (`callback_status = 'dead'`; the link still works).
 `deliver_callbacks` claims due callbacks with a lease (SKIP LOCKED), posts them with bounded
-concurrency outside any transaction, and records the outcome with backoff.
+concurrency outside any transaction, and records the outcomes in one statement.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from standardwebhooks import Webhook
 
 from inspection_hub.config import Settings
 from inspection_hub.surveys.service import QUESTIONS
+from inspection_hub.webhooks.dispatcher import parse_retry_after, retry_delay, sign_headers
 from inspection_hub.webhooks.ssrf import UnsafeURL, guarded_post
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,8 @@ class DeliveryResult:
     ok: bool
     status_code: int | None
     error: str | None
+    retry_after: float | None = None
+    gone: bool = False
 
 
 async def send_signed_webhook(
@@ -63,14 +69,7 @@ async def send_signed_webhook(
 ) -> DeliveryResult:
     """POST one Standard Webhooks message through the SSRF guard; 2xx counts as delivered."""
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
-    now = datetime.now(UTC)
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, now, payload),
-        "user-agent": "inspection-hub-surveys/1",
-    }
+    headers = sign_headers(secret, msg_id, payload, datetime.now(UTC))
     try:
         response = await guarded_post(
             http,
@@ -85,8 +84,16 @@ async def send_signed_webhook(
         return DeliveryResult(False, None, f"refused by the SSRF guard: {exc.reason}")
     except (httpx.HTTPError, TimeoutError, OSError) as exc:
         return DeliveryResult(False, None, f"{type(exc).__name__}: {exc}"[:500])
-    ok = 200 <= response.status_code < 300
-    return DeliveryResult(ok, response.status_code, None if ok else f"HTTP {response.status_code}")
+    code = response.status_code
+    if 200 <= code < 300:
+        return DeliveryResult(True, code, None)
+    return DeliveryResult(
+        False,
+        code,
+        f"HTTP {code}",
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+        gone=code == 410,
+    )
 
 
 _CLAIM = text(
@@ -126,24 +133,31 @@ _CLAIM = text(
 _RECORD = text(
     """
     UPDATE survey s SET
-        callback_status = CASE WHEN x.ok THEN 'delivered'
-                               WHEN s.callback_attempts >= :max_attempts THEN 'dead'
-                               ELSE 'pending' END,
-        callback_delivered_at = CASE WHEN x.ok THEN CAST(:now AS timestamptz)
+        callback_status = x.status,
+        callback_delivered_at = CASE WHEN x.status = 'delivered' THEN CAST(:now AS timestamptz)
             ELSE s.callback_delivered_at END,
-        callback_next_at = CASE WHEN x.ok THEN NULL ELSE x.next_at END,
+        callback_next_at = CASE WHEN x.status = 'pending' THEN x.next_at END,
         callback_last_error = x.error
-    FROM unnest(CAST(:usccs AS char(18)[]), CAST(:ids AS bigint[]), CAST(:oks AS boolean[]),
+    FROM unnest(CAST(:usccs AS char(18)[]), CAST(:ids AS bigint[]), CAST(:statuses AS text[]),
                 CAST(:errors AS text[]), CAST(:next_ats AS timestamptz[]))
-         AS x(uscc, id, ok, error, next_at)
+         AS x(uscc, id, status, error, next_at)
     WHERE s.enterprise_uscc = x.uscc AND s.id = x.id AND s.callback_status = 'pending'
     """
 )
 
 
-def backoff(attempt: int) -> timedelta:
-    """Exponential backoff: 30 s, 1 min, 2 min … capped at 12 h (about three days in all)."""
-    return timedelta(seconds=min(30 * 2 ** max(attempt - 1, 0), 12 * 3600))
+def next_step(
+    settings: Settings, attempts: int, result: DeliveryResult, now: datetime
+) -> tuple[str, datetime | None]:
+    """After an attempt: delivered, pending again at a time (the webhook schedule), or dead."""
+    if result.ok:
+        return "delivered", None
+    if result.gone:
+        return "dead", None
+    delay = retry_delay(settings, attempts, result.retry_after)
+    if delay is None:
+        return "dead", None
+    return "pending", now + timedelta(seconds=delay)
 
 
 def callback_body(row: Any) -> dict[str, Any]:
@@ -202,24 +216,27 @@ async def deliver_callbacks(
                 http,
                 row.callback_url,
                 secret=callback_secret_for(settings, row.enterprise_uscc),
-                msg_id=f"survey_{row.id}_{row.callback_attempts}",
+                msg_id=f"msg_survey_{row.id}",  # the same on every retry: receivers dedupe on it
                 body=callback_body(row),
                 settings=settings,
             )
 
     results = await asyncio.gather(*(one(r) for r in rows))
     done = datetime.now(UTC)
+    steps = [
+        next_step(settings, int(r.callback_attempts), res, done)
+        for r, res in zip(rows, results, strict=True)
+    ]
     async with sessionmaker() as session, session.begin():
         await session.execute(
             _RECORD,
             {
                 "now": done,
-                "max_attempts": settings.survey_callback_max_attempts,
                 "usccs": [r.enterprise_uscc for r in rows],
                 "ids": [r.id for r in rows],
-                "oks": [res.ok for res in results],
+                "statuses": [status for status, _ in steps],
                 "errors": [res.error for res in results],
-                "next_ats": [done + backoff(r.callback_attempts) for r in rows],
+                "next_ats": [at for _, at in steps],
             },
         )
     failed = sum(1 for res in results if not res.ok)

@@ -1,22 +1,22 @@
-"""The one place verification findings are written (survey discrepancies, trace checks).
+"""Verification findings (survey discrepancies, unregistered visits, trace checks).
 
-Interim store: `verification_finding`, the same shape as the conflicts table (unique per
-enterprise and finding key). When the conflicts branch lands, only this module changes.
+They live in the one conflict store (`conflict`), written through
+`conflicts.service.record_external_finding`, which is idempotent on (kind, inspections, suffix)
+and emits `conflict.detected`. Survey discrepancies carry no agency codes, so agency roles
+never list or open them (the conflict scoping matches on `agency_codes`): supervisors only.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inspection_hub.events import types as ev
-from inspection_hub.events.outbox import emit
+from inspection_hub.conflicts.service import record_external_finding
 
-FINDINGS_TABLE = "verification_finding"
+VERIFICATION_KINDS = ("survey_discrepancy", "unregistered_visit", "trace_check_failed")
 
 
 async def record_finding(
@@ -26,81 +26,57 @@ async def record_finding(
     inspection_ids: Sequence[int],
     detail: dict[str, Any],
     *,
-    finding_key: str,
+    key_suffix: str = "",
     agency_codes: Sequence[str] = (),
 ) -> int | None:
-    """Open a finding once per (enterprise, finding_key); returns its id, None if it existed."""
-    new_id = (
-        await session.execute(
-            text(
-                f"""
-            INSERT INTO {FINDINGS_TABLE} (enterprise_uscc, kind, finding_key, inspection_ids,
-                                          agency_codes, detail)
-            VALUES (:u, :k, :key, CAST(:ids AS bigint[]), CAST(:ag AS varchar[]),
-                    CAST(:d AS jsonb))
-            ON CONFLICT (enterprise_uscc, finding_key) DO NOTHING
-            RETURNING id
-            """
-            ),
-            {
-                "u": enterprise_uscc,
-                "k": kind,
-                "key": finding_key,
-                "ids": list(inspection_ids),
-                "ag": list(agency_codes),
-                "d": json.dumps(detail, ensure_ascii=False, default=str),
-            },
-        )
-    ).scalar_one_or_none()
-    if new_id is None:
-        return None
-    await emit(
+    """Open a finding once per (kind, inspections, key_suffix); its id, None if it existed."""
+    return await record_external_finding(
         session,
-        ev.CONFLICT_DETECTED,
-        new_id,
-        {"conflict_id": new_id, "kind": kind, "inspection_ids": list(inspection_ids), **detail},
-        enterprise_uscc=enterprise_uscc,
+        kind=kind,
+        uscc=enterprise_uscc,
+        inspection_ids=list(inspection_ids),
         agency_codes=list(agency_codes),
+        detail=detail,
+        key_suffix=key_suffix,
     )
-    return int(new_id)
 
 
 async def record_findings_from(
     session: AsyncSession, kind: str, rule: str, select_sql: str, params: dict[str, Any]
 ) -> int:
-    """Open, set-based, one finding per row of `select_sql` (enterprise_uscc, inspection_id,
-    agency_code, detail); the key is kind + inspection + rule, so re-runs add nothing."""
+    """One finding per row of `select_sql` (enterprise_uscc, inspection_id, agency_code, detail)
+    not yet recorded; keyed `kind:inspection:rule`, so re-runs add nothing. Returns new ones.
+
+    The rows already recorded are filtered out in SQL (by the unique finding key), so a nightly
+    re-run only calls the store for the new failures.
+    """
     rows = (
         await session.execute(
             text(
                 f"""
-            INSERT INTO {FINDINGS_TABLE} (enterprise_uscc, kind, finding_key, inspection_ids,
-                                          agency_codes, detail)
-            SELECT q.enterprise_uscc, CAST(:kind AS varchar),
-                   CAST(:kind AS varchar) || ':' || q.inspection_id || ':'
-                       || CAST(:rule AS varchar),
-                   ARRAY[q.inspection_id], ARRAY[q.agency_code]::varchar[],
-                   q.detail || jsonb_build_object('rule', CAST(:rule AS varchar))
+            SELECT q.enterprise_uscc, q.inspection_id, q.agency_code, q.detail
             FROM ({select_sql}) AS q(enterprise_uscc, inspection_id, agency_code, detail)
-            ON CONFLICT (enterprise_uscc, finding_key) DO NOTHING
-            RETURNING id, enterprise_uscc, inspection_ids, agency_codes, detail
+            WHERE NOT EXISTS (
+                SELECT 1 FROM conflict c
+                WHERE c.enterprise_uscc = q.enterprise_uscc
+                  AND c.finding_key = CAST(:kind AS varchar) || ':' || q.inspection_id || ':'
+                                      || CAST(:rule AS varchar))
+            ORDER BY q.enterprise_uscc, q.inspection_id
             """
             ),
             {**params, "kind": kind, "rule": rule},
         )
     ).all()
+    created = 0
     for r in rows:
-        await emit(
+        new_id = await record_finding(
             session,
-            ev.CONFLICT_DETECTED,
-            r.id,
-            {
-                "conflict_id": r.id,
-                "kind": kind,
-                "inspection_ids": list(r.inspection_ids),
-                **r.detail,
-            },
-            enterprise_uscc=r.enterprise_uscc,
-            agency_codes=list(r.agency_codes),
+            kind,
+            r.enterprise_uscc,
+            [int(r.inspection_id)],
+            {**r.detail, "rule": rule},
+            key_suffix=rule,
+            agency_codes=[r.agency_code],
         )
-    return len(rows)
+        created += new_id is not None
+    return created

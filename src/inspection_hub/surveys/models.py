@@ -1,4 +1,4 @@
-"""Survey tables (跟踪核验): surveys, phone visits, the sampling seed and interim findings."""
+"""Survey tables (跟踪核验): surveys, phone visits, the sampling seed."""
 
 from __future__ import annotations
 
@@ -98,25 +98,4 @@ class SurveyPhoneVisit(Base):
     called_by: Mapped[int | None] = mapped_column(BigInteger)
     called_by_name: Mapped[str] = mapped_column(String(200))
     discrepancies: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default="{}")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class VerificationFinding(Base):
-    """Interim findings store (until the conflicts table lands): one row per finding key."""
-
-    __tablename__ = "verification_finding"
-    __table_args__ = (
-        UniqueConstraint("enterprise_uscc", "finding_key"),
-        Index("ix_verification_finding_kind", "kind", "created_at"),
-    )
-
-    enterprise_uscc: Mapped[str] = mapped_column(CHAR(18), primary_key=True)
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), server_default="open")
-    finding_key: Mapped[str] = mapped_column(String(1000))
-    inspection_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), server_default="{}")
-    agency_codes: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default="{}")
-    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
-    resolution: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -578,8 +578,8 @@ async def _raise_discrepancy(
             "contradictions": found,
             "messages": [CONTRADICTIONS[c] for c in found],
         },
-        finding_key=f"survey_discrepancy:{inspection_id}",
-        # Supervisors only: the inspected agency must not learn which enterprise said what.
+        # Supervisors only: no agency codes, so agency roles neither list nor open it (the
+        # inspected agency must not learn which enterprise said what).
         agency_codes=[],
     )
 

@@ -47,14 +47,30 @@ RULES: dict[str, tuple[str, str]] = {
         + " AND (i.visit_date IS NULL OR i.visit_date NOT BETWEEN i.window_start AND i.window_end)",
     ),
     "unplanned_approved": (
+        # Unplanned: an approved check request, decided before the visit started (or, without
+        # a recorded start, by the end of the visit day); an emergency: approved within the
+        # policy's hours of its submission (the request's emergency_due_at).
         "trace_check_failed",
         """
         SELECT i.enterprise_uscc, i.id, i.agency_code,
-               jsonb_build_object('message', '计划外检查无审批记录 / unplanned check without '
-                                  'an approved request')
-        """
-        + _BASE
-        + " AND i.kind = 'unplanned' AND i.check_request_id IS NULL",
+               jsonb_build_object('check_request_id', i.check_request_id,
+                                  'request_status', r.status, 'emergency', r.emergency,
+                                  'decided_at', r.decided_at,
+                                  'message', CASE WHEN r.emergency
+                                      THEN '紧急检查未在时限内获批 / emergency check not '
+                                           'approved within the time limit'
+                                      ELSE '计划外检查未在检查前获批 / unplanned check not '
+                                           'approved before the visit' END)
+        FROM inspection i
+        LEFT JOIN check_request r
+          ON r.enterprise_uscc = i.enterprise_uscc AND r.id = i.check_request_id
+        WHERE i.year = :year AND i.status = 'completed' AND i.kind = 'unplanned'
+          AND (r.id IS NULL OR r.status <> 'approved' OR r.decided_at IS NULL
+               OR (NOT r.emergency AND r.decided_at > COALESCE(i.started_at,
+                       CAST(i.visit_date + 1 AS timestamp) AT TIME ZONE 'Asia/Shanghai'))
+               OR (r.emergency AND r.decided_at > COALESCE(r.emergency_due_at,
+                       r.submitted_at + make_interval(hours => CAST(:emergency_hours AS integer)))))
+        """,
     ),
     "outcome_in_time": (
         "trace_check_failed",
@@ -68,6 +84,19 @@ RULES: dict[str, tuple[str, str]] = {
         + """ AND (i.outcome IS NULL OR i.completed_at IS NULL OR i.visit_date IS NULL
                    OR (i.completed_at AT TIME ZONE 'Asia/Shanghai')::date - i.visit_date
                       > CAST(:outcome_days AS integer))""",
+    ),
+    "results_published": (
+        "trace_check_failed",
+        """
+        SELECT i.enterprise_uscc, i.id, i.agency_code,
+               jsonb_build_object('plan_id', i.plan_id, 'plan_status', p.status,
+                                  'outcome_recorded', i.outcome IS NOT NULL,
+                                  'message', '抽查结果未公开（计划未公布或结果未录入） / the '
+                                  'result is not public: plan not published or no outcome')
+        FROM inspection i JOIN plan p ON p.id = i.plan_id
+        WHERE i.year = :year AND i.status = 'completed' AND i.plan_id IS NOT NULL
+          AND (p.status <> 'published' OR i.outcome IS NULL)
+        """,
     ),
     "registered": (
         "unregistered_visit",
@@ -101,6 +130,7 @@ async def run_trace_checks(
         "year": year,
         "min_inspectors": policy.inspectors.min_per_inspection if policy else 2,
         "outcome_days": policy.trace_checks.outcome_deadline_days if policy else 7,
+        "emergency_hours": policy.check_requests.emergency_approval_hours if policy else 24,
     }
     counts: dict[str, int] = {}
     for rule, (kind, sql) in RULES.items():
