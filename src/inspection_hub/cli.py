@@ -324,6 +324,25 @@ def import_file(
     typer.echo(f"created {created}, updated {updated}")
 
 
+citus_app = typer.Typer(help="Scale-out on Citus (docs/scaling.md).")
+app.add_typer(citus_app, name="citus")
+
+
+@citus_app.command("distribute")
+def citus_distribute() -> None:
+    """Create the Citus distribution (scripts/citus_distribute.sql) where Citus is available."""
+    from inspection_hub.db.citus import distribute
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    url = _database_url(settings)
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    if not asyncio.run(distribute(dsn)):
+        _err("the citus extension is not available on this server; nothing was changed")
+        raise typer.Exit(code=1)
+    typer.echo("distributed: enterprise-keyed tables by enterprise_uscc, reference tables copied")
+
+
 @app.command("trace-check")
 def trace_check(
     year: Annotated[int, typer.Option(help="Calendar year of the completed inspections")],

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     allow_private_callback_urls: bool = False
     webhook_timeout_seconds: float = 15.0
+    public_rate_limit_per_second: float = 20.0
+    public_rate_limit_burst: int = 200
     webhook_retry_schedule_seconds: list[float] = Field(
         default_factory=lambda: [
             5.0,

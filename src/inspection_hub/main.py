@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import APIRouter, FastAPI
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import inspection_hub
 from inspection_hub import health
@@ -18,6 +18,7 @@ from inspection_hub.db.migrate import head_revisions
 from inspection_hub.db.session import make_engine, make_sessionmaker, resolve_database_url
 from inspection_hub.errors import Conflict, install_error_handlers
 from inspection_hub.events.runtime import start_background, stop_background
+from inspection_hub.kit.ratelimit import RateLimitMiddleware
 from inspection_hub.middleware import RequestContextMiddleware
 
 
@@ -38,6 +39,12 @@ def discover_routers() -> list[APIRouter]:
             if isinstance(router, APIRouter):
                 routers.append(router)
     return routers
+
+
+def _is_bad_value(exc: DBAPIError) -> bool:
+    """True for SQLSTATE class 22 (data exception) or a parameter asyncpg cannot encode."""
+    code = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return code.startswith("22") or "invalid input for query argument" in str(exc.orig)
 
 
 def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
@@ -83,6 +90,22 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         err = Conflict("The change conflicts with existing data (a uniqueness or reference rule).")
         return problem_response(409, err.to_problem(request.url.path))
 
+    @app.exception_handler(DBAPIError)
+    async def _data_error(request, exc):  # type: ignore[no-untyped-def]
+        # A value the database cannot hold (NUL character, integer out of range) is the
+        # request's fault: 422, not 500 (found by the schemathesis run, tests/proof).
+        from inspection_hub.errors import ValidationFailed, problem_response
+
+        if not _is_bad_value(exc):
+            return await request.app.exception_handlers[Exception](request, exc)
+        err = ValidationFailed("A value in the request cannot be stored (out of range or NUL).")
+        return problem_response(422, err.to_problem(request.url.path))
+
+    app.add_middleware(
+        RateLimitMiddleware,
+        rate=settings.public_rate_limit_per_second,
+        burst=settings.public_rate_limit_burst,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         max_body=settings.max_upload_bytes,

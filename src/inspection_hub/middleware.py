@@ -97,7 +97,8 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-_SECRET_PATH_PREFIXES = ("/public/v1/surveys/",)
+# /s/{token} is the enterprise-facing survey page (web); the log must not carry its token.
+_SECRET_PATH_PREFIXES = ("/public/v1/surveys/", "/s/")
 
 
 def _redact(path: str) -> str:

@@ -21,4 +21,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit BEFORE the response is sent. With FastAPI's default ("request") the
+# exit code runs after the response has started, so a client could get 201 for a write whose
+# commit then failed (found by tests/proof/test_crash.py terminating connections under load).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

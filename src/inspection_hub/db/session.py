@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from inspection_hub.config import Settings
+from inspection_hub.db import types as _types  # noqa: F401  (CHAR binds as ::BPCHAR)
 
 
 def resolve_database_url(settings: Settings, *, stop_on_exit: bool = True) -> str:
