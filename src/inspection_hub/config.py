@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     token_pepper: str = Field(default="", repr=False)
     session_secret: str = Field(default="", repr=False)
     max_upload_bytes: int = 50 * 1024 * 1024
+    token_cache_seconds: float = 5.0
     log_level: str = "INFO"
     policy_file: str = ""
     workers_enabled: bool = True

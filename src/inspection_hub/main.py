@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import inspection_hub
 from inspection_hub import health
+from inspection_hub.auth.cache import TokenCache
 from inspection_hub.config import Settings, get_settings
 from inspection_hub.db.migrate import head_revisions
 from inspection_hub.db.session import make_engine, make_sessionmaker, resolve_database_url
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.token_cache = TokenCache(settings.token_cache_seconds)
     app.state.expected_heads = head_revisions()
     install_error_handlers(app)
 

@@ -12,8 +12,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from inspection_hub.auth.cache import TokenCache
 from inspection_hub.auth.principal import AGENCY_ROLES, Principal, Role
 from inspection_hub.auth.service import resolve_token
+from inspection_hub.auth.tokens import hash_token
 from inspection_hub.config import Settings
 from inspection_hub.db.deps import SessionDep
 from inspection_hub.errors import Forbidden, Unauthenticated
@@ -33,9 +35,15 @@ async def get_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated()
     settings: Settings = request.app.state.settings
-    principal = await resolve_token(session, credentials.credentials, settings.token_pepper)
+    cache: TokenCache | None = getattr(request.app.state, "token_cache", None)
+    key = hash_token(credentials.credentials, settings.token_pepper)
+    principal = cache.get(key) if cache is not None else None
     if principal is None:
-        raise Unauthenticated("The bearer token is unknown or revoked.")
+        principal = await resolve_token(session, credentials.credentials, settings.token_pepper)
+        if principal is None:
+            raise Unauthenticated("The bearer token is unknown or revoked.")
+        if cache is not None:
+            cache.put(key, principal)
     request.state.principal = principal
     return principal
 
