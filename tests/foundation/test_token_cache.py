@@ -59,3 +59,19 @@ async def test_a_revoked_token_stops_working_once_its_entry_expires(
         cache.clock = original
     assert r.status_code == 401
     assert "revoked" in r.json()["detail"]
+
+
+async def test_import_with_a_cached_token_runs_inside_the_request_transaction(
+    client: httpx.AsyncClient, admin: dict[str, str], sessionmaker: Any
+) -> None:
+    """With the principal cached, the import is the request's first statement: COPY into its
+    ON COMMIT DROP temp table must still run inside the transaction (regression)."""
+    from tests.foundation.test_enterprise_import import post_csv, rows, to_csv
+
+    assert (await client.get("/v1/me", headers=admin)).status_code == 200  # now cached
+    first = await post_csv(client, admin, to_csv(rows(3, seed=5)))
+    second = await post_csv(client, admin, to_csv(rows(3, seed=6, start=10)))
+    assert (first.status_code, second.status_code) == (200, 200), second.text
+    async with sessionmaker() as s:
+        count = (await s.execute(text("SELECT count(*) FROM enterprise"))).scalar_one()
+    assert count == first.json()["created"] + second.json()["created"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -46,3 +47,16 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """A session in one transaction: commits on success, rolls back on any error."""
     async with factory() as session, session.begin():
         yield session
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The session's asyncpg connection, inside the session's transaction (for COPY and friends).
+
+    SQLAlchemy sends BEGIN lazily, on the first statement it executes itself; a statement sent
+    straight to the driver before that would run in autocommit, outside the request's
+    transaction (a COPY would survive a rollback, a temp table ON COMMIT DROP would vanish at
+    once). One statement through the session first makes sure the transaction is open.
+    """
+    conn = await session.connection()
+    await conn.exec_driver_sql("SELECT 1")
+    return (await conn.get_raw_connection()).driver_connection

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inspection_hub.audit.service import record
 from inspection_hub.auth.principal import Principal
+from inspection_hub.db.session import driver_connection
 from inspection_hub.enterprises.models import Enterprise, EnterpriseRiskClass
 from inspection_hub.enterprises.schemas import EnterpriseRead, EnterpriseUpdate, check_uscc
 from inspection_hub.errors import NotFound, PreconditionFailed, ValidationFailed
@@ -36,8 +37,7 @@ async def import_rows(
     session: AsyncSession, actor: Principal | None, rows: list[dict[str, Any]], digest: str
 ) -> tuple[int, int]:
     """Upsert validated rows in the caller's transaction; returns (created, updated)."""
-    conn = await session.connection()
-    raw: Any = (await conn.get_raw_connection()).driver_connection
+    raw: Any = await driver_connection(session)
     await raw.execute(
         "CREATE TEMP TABLE enterprise_import (LIKE enterprise INCLUDING DEFAULTS) ON COMMIT DROP"
     )

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inspection_hub.agencies.models import Agency, Inspector, Matter
 from inspection_hub.audit.service import record
 from inspection_hub.auth.principal import Principal
+from inspection_hub.db.session import driver_connection
 from inspection_hub.enterprises.models import Enterprise, EnterpriseRiskClass
 from inspection_hub.errors import (
     AppError,
@@ -216,8 +217,7 @@ async def create_inspections_bulk(
     if not assignments:
         return []
     matters = await load_matters(session, matter_codes)
-    conn = await session.connection()
-    raw: Any = (await conn.get_raw_connection()).driver_connection
+    raw: Any = await driver_connection(session)
     ids = [
         int(r[0])
         for r in await raw.fetch(

@@ -26,6 +26,7 @@ from inspection_hub.agencies.models import Inspector as InspectorRow
 from inspection_hub.audit.service import record
 from inspection_hub.auth.principal import Principal
 from inspection_hub.config import Settings
+from inspection_hub.db.session import driver_connection
 from inspection_hub.errors import NotFound, PreconditionFailed, ValidationFailed
 from inspection_hub.events import types as ev
 from inspection_hub.events.outbox import emit
@@ -518,8 +519,7 @@ async def _population(
         + " AND ".join(conds)
         + ' ORDER BY e.uscc COLLATE "C"'
     )
-    conn = await session.connection()
-    raw: Any = (await conn.get_raw_connection()).driver_connection
+    raw: Any = await driver_connection(session)
     chunks: list[bytes] = []
 
     async def sink(chunk: bytes) -> None:
