@@ -7,7 +7,7 @@ callbacks queued) and `deliver_callbacks` (claims a batch, posts with bounded co
 records the outcomes) until nothing is due. Prints surveys/s for dispatch, deliveries/s for
 the callbacks, the receiver's count and the peak RSS of this process.
 
-Run: ``python -m bench.survey_bench [--n 100000] [--concurrency 64] [--batch 1000]``.
+Run: ``python -m bench.survey_bench [--n 100000] [--concurrency 8] [--batch 1000]``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
-import httpx
 from tests.fixtures.database import TestDatabase
 
 from inspection_hub.config import Settings
@@ -30,6 +29,7 @@ from inspection_hub.db.session import make_engine, make_sessionmaker
 from inspection_hub.kit.synth import make_uscc
 from inspection_hub.surveys.delivery import deliver_callbacks
 from inspection_hub.surveys.service import dispatch_due
+from inspection_hub.webhooks.http import make_http_client
 
 RECEIVER = r"""
 import asyncio, sys
@@ -118,7 +118,7 @@ async def load(url: str, n: int, callback: str) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1000)
     return parser.parse_args()
 
@@ -153,10 +153,7 @@ async def main(args: argparse.Namespace, port: int, stats_port: int) -> None:
         took = time.perf_counter() - t
         print(f"dispatch (links issued, callbacks queued): {sent:,} in {took:.1f} s "
               f"= {sent / took:,.0f} surveys/s")  # fmt: skip
-        limits = httpx.Limits(
-            max_connections=args.concurrency, max_keepalive_connections=args.concurrency
-        )
-        async with httpx.AsyncClient(follow_redirects=False, limits=limits) as http:
+        async with make_http_client(settings) as http:  # the service's shared client
             t = time.perf_counter()
             attempted = 0
             while True:

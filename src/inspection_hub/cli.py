@@ -380,7 +380,7 @@ def _run_background(*, workers: bool, scheduler: bool) -> None:
     """Run event workers and/or the scheduler (no API) until SIGTERM or SIGINT."""
     import signal
 
-    import httpx
+    from inspection_hub.webhooks.http import make_http_client, set_shared_client
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -394,9 +394,8 @@ def _run_background(*, workers: bool, scheduler: bool) -> None:
 
         engine = make_engine(url, settings)
         sessionmaker = make_sessionmaker(engine)
-        http = httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
-        )
+        http = make_http_client(settings)
+        set_shared_client(http)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

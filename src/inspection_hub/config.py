@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     )
     webhook_retry_jitter: float = 0.2
     webhook_claim_seconds: float = 60.0
-    webhook_concurrency: int = 32
+    webhook_concurrency: int = 16
     event_poll_seconds: float = 1.0
     event_batch_size: int = 500
     handler_retry_base_seconds: float = 2.0
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # Surveys
     survey_callback_secret: str = Field(default="", repr=False)
     survey_dispatch_batch: int = 1000
-    survey_callback_concurrency: int = 64
+    survey_callback_concurrency: int = 16
     web_session_idle_minutes: int = 30
     web_session_absolute_hours: int = 8
     login_max_failures: int = 5

@@ -7,7 +7,6 @@ import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -21,6 +20,7 @@ from inspection_hub.errors import Conflict, install_error_handlers
 from inspection_hub.events.runtime import start_background, stop_background
 from inspection_hub.kit.ratelimit import RateLimitMiddleware
 from inspection_hub.middleware import RequestContextMiddleware
+from inspection_hub.webhooks.http import make_http_client, set_shared_client
 
 
 def discover_routers() -> list[APIRouter]:
@@ -59,14 +59,14 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.state.database_url = url
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.http = httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
-        )
+        app.state.http = make_http_client(settings)
+        set_shared_client(app.state.http)
         await start_background(app)
         try:
             yield
         finally:
             await stop_background(app)
+            set_shared_client(None)
             await app.state.http.aclose()
             await engine.dispose()
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,12 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from inspection_hub.config import Settings
 from inspection_hub.surveys.service import QUESTIONS
 from inspection_hub.webhooks.dispatcher import parse_retry_after, retry_delay, sign_headers
-from inspection_hub.webhooks.ssrf import UnsafeURL, guarded_post
+from inspection_hub.webhooks.ssrf import TargetCache, UnsafeURL, guarded_post
 
 log = logging.getLogger(__name__)
 
 CALLBACK_EVENT_TYPE = "survey.requested"
 LEASE = timedelta(seconds=120)
+# Checked callback URLs, kept a few seconds (addresses stay pinned; see `TargetCache`).
+TARGETS = TargetCache(ttl=5.0)
 
 
 def callback_secret_for(settings: Settings, enterprise_uscc: str) -> str:
@@ -79,6 +83,7 @@ async def send_signed_webhook(
             timeout=settings.webhook_timeout_seconds,
             allow_private=settings.allow_private_callback_urls,
             allow_http=settings.allow_private_callback_urls or settings.env != "production",
+            cache=TARGETS,
         )
     except UnsafeURL as exc:
         return DeliveryResult(False, None, f"refused by the SSRF guard: {exc.reason}")
@@ -160,6 +165,11 @@ def next_step(
     return "pending", now + timedelta(seconds=delay)
 
 
+@functools.cache
+def _questions() -> list[dict[str, Any]]:
+    return [q.model_dump() for q in QUESTIONS]
+
+
 def callback_body(row: Any) -> dict[str, Any]:
     """The signed message an enterprise's system receives: questions, record and answer URL."""
     return {
@@ -179,7 +189,7 @@ def callback_body(row: Any) -> dict[str, Any]:
                 "matters": list(row.matters),
                 "inspector_count": int(row.inspector_count),
             },
-            "questions": [q.model_dump() for q in QUESTIONS],
+            "questions": _questions(),
         },
     }
 
@@ -195,6 +205,7 @@ async def deliver_callbacks(
 ) -> int:
     """Deliver one batch of due survey callbacks; returns how many were attempted."""
     now = now or datetime.now(UTC)
+    started = time.perf_counter()
     async with sessionmaker() as session, session.begin():
         rows = (
             await session.execute(
@@ -208,11 +219,15 @@ async def deliver_callbacks(
         ).all()
     if not rows:
         return 0
-    gate = asyncio.Semaphore(concurrency or settings.survey_callback_concurrency)
+    claimed = time.perf_counter()
+    results: list[DeliveryResult | None] = [None] * len(rows)
+    queue = iter(range(len(rows)))
 
-    async def one(row: Any) -> DeliveryResult:
-        async with gate:
-            return await send_signed_webhook(
+    async def sender() -> None:
+        # A fixed set of senders pulling from the batch: at most `concurrency` in flight.
+        for i in queue:
+            row = rows[i]
+            results[i] = await send_signed_webhook(
                 http,
                 row.callback_url,
                 secret=callback_secret_for(settings, row.enterprise_uscc),
@@ -221,11 +236,14 @@ async def deliver_callbacks(
                 settings=settings,
             )
 
-    results = await asyncio.gather(*(one(r) for r in rows))
+    width = max(1, min(concurrency or settings.survey_callback_concurrency, len(rows)))
+    await asyncio.gather(*(sender() for _ in range(width)))
+    sent = time.perf_counter()
     done = datetime.now(UTC)
+    outcomes = [res for res in results if res is not None]
     steps = [
         next_step(settings, int(r.callback_attempts), res, done)
-        for r, res in zip(rows, results, strict=True)
+        for r, res in zip(rows, outcomes, strict=True)
     ]
     async with sessionmaker() as session, session.begin():
         await session.execute(
@@ -235,11 +253,19 @@ async def deliver_callbacks(
                 "usccs": [r.enterprise_uscc for r in rows],
                 "ids": [r.id for r in rows],
                 "statuses": [status for status, _ in steps],
-                "errors": [res.error for res in results],
+                "errors": [res.error for res in outcomes],
                 "next_ats": [at for _, at in steps],
             },
         )
-    failed = sum(1 for res in results if not res.ok)
+    failed = sum(1 for res in outcomes if not res.ok)
     if failed:
         log.warning("survey callbacks: %d of %d failed", failed, len(rows))
+    log.debug(
+        "survey callbacks: %d in %.3f s (claim %.3f s, send %.3f s, record %.3f s)",
+        len(rows),
+        time.perf_counter() - started,
+        claimed - started,
+        sent - claimed,
+        time.perf_counter() - sent,
+    )
     return len(rows)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inspection_hub.config import get_settings
@@ -12,11 +9,7 @@ from inspection_hub.kit.timeutil import local_today
 from inspection_hub.scheduler.registry import job
 from inspection_hub.surveys import service, trace
 from inspection_hub.surveys.delivery import deliver_callbacks
-
-
-@lru_cache
-def _http() -> httpx.AsyncClient:
-    return httpx.AsyncClient(follow_redirects=False)
+from inspection_hub.webhooks.http import shared_client
 
 
 @job("surveys.dispatch", seconds=60)
@@ -34,7 +27,8 @@ async def callbacks(session: AsyncSession) -> None:
     if session.bind is None:
         return
     factory = async_sessionmaker(session.bind, expire_on_commit=False)
-    await deliver_callbacks(factory, _http(), get_settings())
+    settings = get_settings()
+    await deliver_callbacks(factory, shared_client(settings), settings)
 
 
 @job("surveys.reminders", seconds=3600)

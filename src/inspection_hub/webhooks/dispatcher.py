@@ -9,10 +9,13 @@ the lease runs out. The HTTP request runs outside any transaction; its outcome i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import functools
 import json
 import logging
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +29,7 @@ from standardwebhooks import Webhook
 
 from inspection_hub.config import Settings
 from inspection_hub.webhooks.signing import decrypt_secret
-from inspection_hub.webhooks.ssrf import UnsafeURL, guarded_post
+from inspection_hub.webhooks.ssrf import TargetCache, UnsafeURL, guarded_post
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,10 @@ WEBHOOK_ATTEMPTS = Counter(
 
 MAX_EXCERPT = 500
 MAX_RETRY_AFTER_SECONDS = 86400.0
+# The worker loop claims ahead this many rounds of `webhook_concurrency` deliveries.
+PREFETCH_ROUNDS = 4
+# Checked subscription URLs, kept a few seconds (addresses stay pinned; see `TargetCache`).
+TARGETS = TargetCache(ttl=5.0)
 
 _CLAIM = text(
     """
@@ -57,36 +64,31 @@ _CLAIM = text(
               e.payload, e.occurred_at
     """
 )
-_SUCCEEDED = text(
+_RECORD = text(
     """
-    UPDATE webhook_delivery SET status = 'delivered', attempts = attempts + 1,
-           delivered_at = now(), last_attempt_at = now(), last_status_code = :code,
-           last_response_excerpt = :excerpt, last_error = NULL, claimed_until = NULL,
-           updated_at = now()
-    WHERE id = :id AND status = 'pending'
-    """
-)
-_FAILED = text(
-    """
-    UPDATE webhook_delivery SET status = :status, attempts = attempts + 1,
-           next_attempt_at = now() + make_interval(secs => :delay), last_attempt_at = now(),
-           last_status_code = :code, last_response_excerpt = :excerpt, last_error = :error,
-           claimed_until = NULL, updated_at = now()
-    WHERE id = :id AND status = 'pending'
-    """
-)
-_DEAD_SUBSCRIPTION = text(
-    """
-    UPDATE webhook_delivery SET status = 'failed', last_error = :error, claimed_until = NULL,
-           updated_at = now()
-    WHERE id = :id AND status = 'pending'
+    UPDATE webhook_delivery d SET
+        status = x.status,
+        attempts = CASE WHEN x.counted THEN d.attempts + 1 ELSE d.attempts END,
+        delivered_at = CASE WHEN x.status = 'delivered' THEN now() ELSE d.delivered_at END,
+        next_attempt_at = CASE WHEN x.counted AND x.status <> 'delivered'
+            THEN now() + make_interval(secs => x.delay) ELSE d.next_attempt_at END,
+        last_attempt_at = CASE WHEN x.counted THEN now() ELSE d.last_attempt_at END,
+        last_status_code = CASE WHEN x.counted THEN x.code ELSE d.last_status_code END,
+        last_response_excerpt = CASE WHEN x.counted THEN x.excerpt
+            ELSE d.last_response_excerpt END,
+        last_error = x.error, claimed_until = NULL, updated_at = now()
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:counted AS boolean[]),
+                CAST(:delays AS float8[]), CAST(:codes AS integer[]), CAST(:excerpts AS text[]),
+                CAST(:errors AS text[]))
+         AS x(id, status, counted, delay, code, excerpt, error)
+    WHERE d.id = x.id AND d.status = 'pending'
     """
 )
 _DISABLE = text(
     """
     UPDATE webhook_subscription SET status = 'disabled', disabled_reason = :reason,
            updated_at = now()
-    WHERE id = :id AND status = 'active'
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'active'
     """
 )
 _RELEASE = text(
@@ -152,9 +154,15 @@ def build_body(row: Any) -> str:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _signer(secret: str) -> Webhook:
+    """A signer per secret (decoding the `whsec_` secret once, not once per delivery)."""
+    return Webhook(secret)
+
+
 def sign_headers(secret: str, webhook_id: str, body: str, at: datetime) -> dict[str, str]:
     """The Standard Webhooks headers for one attempt."""
-    signature = Webhook(secret).sign(webhook_id, at, body)
+    signature = _signer(secret).sign(webhook_id, at, body)
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(int(at.timestamp())),
@@ -180,6 +188,7 @@ async def attempt(http: httpx.AsyncClient, settings: Settings, row: Any) -> Outc
             timeout=settings.webhook_timeout_seconds,
             allow_private=settings.allow_private_callback_urls,
             allow_http=settings.env != "production",
+            cache=TARGETS,
         )
     except UnsafeURL as exc:
         return Outcome("refused", error=f"refused by the SSRF guard: {exc.reason}")
@@ -202,38 +211,120 @@ async def attempt(http: httpx.AsyncClient, settings: Settings, row: Any) -> Outc
     )
 
 
-async def record_outcome(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, row: Any, out: Outcome
+async def record_outcomes(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    items: Sequence[tuple[Any, Outcome]],
 ) -> None:
-    """Write an attempt's outcome: delivered, retry later, dead letter, or disable on 410."""
-    WEBHOOK_ATTEMPTS.labels(out.kind).inc()
-    async with sessionmaker() as session, session.begin():
+    """Write attempts' outcomes in one transaction: delivered, retry later, dead letter, 410."""
+    if not items:
+        return
+    ids: list[int] = []
+    statuses: list[str] = []
+    counted: list[bool] = []
+    delays: list[float] = []
+    codes: list[int | None] = []
+    excerpts: list[str | None] = []
+    errors: list[str | None] = []
+    gone: set[int] = set()
+    for row, out in items:
+        WEBHOOK_ATTEMPTS.labels(out.kind).inc()
+        ids.append(int(row.id))
+        errors.append(out.error)
+        if out.kind == "skipped":  # the subscription is gone: dead-lettered, not an attempt
+            statuses.append("failed")
+            counted.append(False)
+            delays.append(0.0)
+            codes.append(None)
+            excerpts.append(None)
+            continue
+        counted.append(True)
+        codes.append(out.status_code)
+        excerpts.append(out.excerpt)
         if out.kind == "delivered":
-            await session.execute(
-                _SUCCEEDED, {"id": row.id, "code": out.status_code, "excerpt": out.excerpt}
-            )
-            return
-        if out.kind == "skipped":
-            await session.execute(_DEAD_SUBSCRIPTION, {"id": row.id, "error": out.error})
-            return
+            statuses.append("delivered")
+            delays.append(0.0)
+            continue
         if out.kind == "gone":
-            await session.execute(
-                _DISABLE, {"id": row.subscription_id, "reason": "the receiver answered 410 Gone"}
-            )
+            gone.add(int(row.subscription_id))
             delay: float | None = None
         else:
             delay = retry_delay(settings, int(row.attempts) + 1, out.retry_after)
+        statuses.append("failed" if delay is None else "pending")
+        delays.append(delay or 0.0)
+    async with sessionmaker() as session, session.begin():
+        if gone:
+            await session.execute(
+                _DISABLE, {"ids": sorted(gone), "reason": "the receiver answered 410 Gone"}
+            )
         await session.execute(
-            _FAILED,
+            _RECORD,
             {
-                "id": row.id,
-                "status": "failed" if delay is None else "pending",
-                "delay": delay or 0.0,
-                "code": out.status_code,
-                "excerpt": out.excerpt,
-                "error": out.error,
+                "ids": ids,
+                "statuses": statuses,
+                "counted": counted,
+                "delays": delays,
+                "codes": codes,
+                "excerpts": excerpts,
+                "errors": errors,
             },
         )
+
+
+async def record_outcome(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, row: Any, out: Outcome
+) -> None:
+    """Write one attempt's outcome (see `record_outcomes`)."""
+    await record_outcomes(sessionmaker, settings, [(row, out)])
+
+
+class OutcomeRecorder:
+    """Group commit of outcomes: those that arrive while a write runs go in the next one.
+
+    `record` returns once its outcome is committed, so a delivery counts as done (and its
+    lease is released) only then; a worker killed before that re-sends it after the lease.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        max_batch: int = 500,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.max_batch = max_batch
+        self._waiting: list[tuple[Any, Outcome, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, row: Any, out: Outcome) -> None:
+        """Queue an outcome for the next write and wait until it is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, out, done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        await asyncio.shield(done)
+
+    async def _write_all(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+                try:
+                    await record_outcomes(
+                        self.sessionmaker, self.settings, [(r, o) for r, o, _ in batch]
+                    )
+                except Exception as exc:
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writer = None
 
 
 async def claim(
@@ -258,10 +349,14 @@ async def deliver_one(
     http: httpx.AsyncClient,
     settings: Settings,
     row: Any,
+    recorder: OutcomeRecorder | None = None,
 ) -> Outcome:
-    """Attempt a claimed delivery and record the outcome."""
+    """Attempt a claimed delivery and record the outcome (grouped with others by `recorder`)."""
     out = await attempt(http, settings, row)
-    await record_outcome(sessionmaker, settings, row, out)
+    if recorder is None:
+        await record_outcome(sessionmaker, settings, row, out)
+    else:
+        await recorder.record(row, out)
     return out
 
 
@@ -274,11 +369,15 @@ async def deliver_due(
 ) -> int:
     """Send every delivery due now, concurrently (bounded); return how many were attempted."""
     rows = await claim(sessionmaker, settings, limit)
+    if not rows:
+        return 0
+    recorder = OutcomeRecorder(sessionmaker, settings)
     semaphore = asyncio.Semaphore(settings.webhook_concurrency)
 
     async def one(row: Any) -> None:
         async with semaphore:
-            await deliver_one(sessionmaker, http, settings, row)
+            out = await attempt(http, settings, row)
+        await recorder.record(row, out)  # the next send need not wait for this write
 
     await asyncio.gather(*(one(r) for r in rows))
     return len(rows)
@@ -298,31 +397,54 @@ class Dispatcher:
         self.http = http
         self.settings = settings
         self.wake = wake
+        self.recorder = OutcomeRecorder(sessionmaker, settings)
+        self.backlog: deque[Any] = deque()
+        self.sending = 0
         self.in_flight: dict[asyncio.Task[None], int] = {}
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
 
     async def run(self) -> None:
-        """Claim and send until stopped."""
-        limit = self.settings.webhook_concurrency
-        while not self._stopping.is_set():
-            free = limit - len(self.in_flight)
-            rows: Sequence[Any] = []
-            if free > 0:
-                try:
-                    rows = await claim(self.sessionmaker, self.settings, free)
-                except Exception:
-                    log.exception("claiming webhook deliveries failed")
-            for row in rows:
-                task = asyncio.create_task(self._send(row))
-                self.in_flight[task] = int(row.id)
-            if rows and len(rows) == free:
-                self._slot_free.clear()
-                await self._wait(self._slot_free, self.settings.event_poll_seconds)
-                continue
-            if not rows:
-                self.wake.clear()
-                await self._wait(self.wake, self.settings.event_poll_seconds)
+        """Claim and send until stopped.
+
+        Claims ahead (up to `PREFETCH_ROUNDS` × the concurrency, refilled when at most one
+        round is left) so that a claim query is paid per batch, not per freed slot; claimed
+        rows not yet sent keep their lease and are released on a graceful stop.
+        """
+        limit = max(1, self.settings.webhook_concurrency)
+        prefetch = PREFETCH_ROUNDS * limit
+        try:
+            while not self._stopping.is_set():
+                drained = False
+                if len(self.backlog) <= limit:
+                    want = prefetch - len(self.backlog)
+                    rows: Sequence[Any] = []
+                    try:
+                        rows = await claim(self.sessionmaker, self.settings, want)
+                    except Exception:
+                        log.exception("claiming webhook deliveries failed")
+                    self.backlog.extend(rows)
+                    drained = len(rows) < want
+                    if self._stopping.is_set():
+                        break
+                while self.backlog and self.sending < limit:
+                    row = self.backlog.popleft()
+                    self.sending += 1
+                    task = asyncio.create_task(self._send(row))
+                    self.in_flight[task] = int(row.id)
+                if self.backlog or (not drained and self.sending >= limit):
+                    self._slot_free.clear()
+                    await self._wait(self._slot_free, self.settings.event_poll_seconds)
+                    continue
+                if drained:
+                    self.wake.clear()
+                    await self._wait(self.wake, self.settings.event_poll_seconds)
+        finally:
+            if self.backlog:
+                ids = [int(row.id) for row in self.backlog]
+                self.backlog.clear()
+                with contextlib.suppress(Exception):
+                    await release(self.sessionmaker, ids)
 
     async def _wait(self, event: asyncio.Event, seconds: float) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())
@@ -334,19 +456,31 @@ class Dispatcher:
             other.cancel()
 
     async def _send(self, row: Any) -> None:
+        # The slot (an HTTP request) frees once the attempt ends; the task stays in flight,
+        # and its lease held, until the outcome is committed. `run` counted it as sending.
+        sending = True
         try:
-            await deliver_one(self.sessionmaker, self.http, self.settings, row)
+            out = await attempt(self.http, self.settings, row)
+            self.sending -= 1
+            sending = False
+            self._slot_free.set()
+            await self.recorder.record(row, out)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("webhook delivery %s failed unexpectedly", row.id)
         finally:
+            if sending:
+                self.sending -= 1
             self.in_flight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._slot_free.set()
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; let in-flight deliveries finish for `grace` s, then release them."""
         self._stopping.set()
+        unsent = [int(row.id) for row in self.backlog]
+        self.backlog.clear()
+        await release(self.sessionmaker, unsent)
         tasks = list(self.in_flight)
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=grace)

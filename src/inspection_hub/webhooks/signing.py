@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import secrets as _secrets
 
 from cryptography.fernet import Fernet
@@ -17,6 +18,7 @@ def new_secret() -> str:
     return PREFIX + base64.b64encode(_secrets.token_bytes(32)).decode()
 
 
+@functools.lru_cache(maxsize=8)
 def _fernet(master: str) -> Fernet:
     if not master:
         raise RuntimeError("session_secret is empty: cannot encrypt webhook secrets")

@@ -13,15 +13,19 @@ import asyncio
 import ipaddress
 import re
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
 
+import inspection_hub.webhooks.http  # noqa: F401 - a cheap httpcore import check (see there)
+
 __all__ = [
     "IPAddress",
     "ResolvedTarget",
+    "TargetCache",
     "UnsafeURL",
     "check_url",
     "guarded_post",
@@ -284,8 +288,103 @@ _DROPPED_RESPONSE_HEADERS: Final = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to send to a checked URL: the pinned request URLs, Host header and TLS name."""
+
+    target: ResolvedTarget
+    pinned: tuple[httpx.URL, ...]
+    host_header: str
+    extensions: Mapping[str, object]
+
+
+def _plan(target: ResolvedTarget) -> _Plan:
+    original = httpx.URL(target.url)
+    extensions: dict[str, object] = {}
+    if target.scheme == "https" and not target.host_is_ip:
+        # TLS: send the real name as SNI and verify the certificate against it.
+        extensions["sni_hostname"] = target.host.rstrip(".")
+    return _Plan(
+        target,
+        tuple(original.copy_with(host=str(address)) for address in target.addresses),
+        original.netloc.decode("ascii"),
+        extensions,
+    )
+
+
+class TargetCache:
+    """Checked URLs and their resolved addresses, kept for `ttl` seconds (deliveries' hot path).
+
+    Only an accepted check is kept, under the URL and both permission flags, so a refused URL is
+    checked again every time and a change of setting never reuses an answer. Addresses stay
+    pinned: a name that is re-pointed (DNS rebinding) after the check still reaches only the
+    addresses that were checked; a re-pointed name is looked up again after `ttl` seconds.
+    """
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, bool, bool], tuple[float, _Plan]] = {}
+
+    def get(self, key: tuple[str, bool, bool], now: float) -> _Plan | None:
+        """The plan for a URL checked less than `ttl` seconds ago, or None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: tuple[str, bool, bool], plan: _Plan, now: float) -> None:
+        """Keep a plan for `ttl` seconds (the oldest entries go first when full)."""
+        if len(self._entries) >= self.max_entries:
+            for stale in list(self._entries)[: max(1, self.max_entries // 10)]:
+                del self._entries[stale]
+        self._entries[key] = (now + self.ttl, plan)
+
+    def clear(self) -> None:
+        """Forget every checked URL."""
+        self._entries.clear()
+
+
+async def _checked_plan(
+    url: str,
+    *,
+    allow_private: bool,
+    allow_http: bool,
+    resolve_timeout: float,
+    cache: TargetCache | None,
+) -> _Plan:
+    if cache is None:
+        target = await check_url(
+            url, allow_private=allow_private, allow_http=allow_http, resolve_timeout=resolve_timeout
+        )
+        return _plan(target)
+    key = (url, allow_private, allow_http)
+    now = time.monotonic()
+    plan = cache.get(key, now)
+    if plan is None:
+        target = await check_url(
+            url, allow_private=allow_private, allow_http=allow_http, resolve_timeout=resolve_timeout
+        )
+        plan = _plan(target)
+        cache.put(key, plan, now)
+    return plan
+
+
 async def _bounded(response: httpx.Response, request: httpx.Request, limit: int) -> httpx.Response:
     """Read at most limit (decoded) bytes of a streamed response and return it as a read one."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    length = response.headers.get("content-length", "")
+    if encoding == "identity" and length.isdigit() and int(length) <= limit:
+        # The framing caps what can be read at the declared length (h11 refuses more), and an
+        # unencoded body decodes to the same bytes: read it in place, no copy of the response.
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
     body = bytearray()
     try:
         async for chunk in response.aiter_bytes():
@@ -324,32 +423,37 @@ async def guarded_post(
     allow_private: bool,
     allow_http: bool,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    cache: TargetCache | None = None,
 ) -> httpx.Response:
-    """POST to a checked URL over a connection pinned to its resolved address; no redirects."""
+    """POST to a checked URL over a connection pinned to its resolved address; no redirects.
+
+    With a `cache`, a URL accepted less than `cache.ttl` seconds ago is not checked again.
+    """
     try:
         async with asyncio.timeout(timeout):
-            target = await check_url(
+            plan = await _checked_plan(
                 url,
                 allow_private=allow_private,
                 allow_http=allow_http,
                 resolve_timeout=timeout,
+                cache=cache,
             )
-            original = httpx.URL(url)
-            request_headers = httpx.Headers(dict(headers))
-            request_headers["Host"] = original.netloc.decode("ascii")
-            extensions: dict[str, object] = {}
-            if target.scheme == "https" and not target.host_is_ip:
-                # TLS: send the real name as SNI and verify the certificate against it.
-                extensions["sni_hostname"] = target.host.rstrip(".")
+            request_headers = httpx.Headers(headers)
+            request_headers["Host"] = plan.host_header
+            request_headers.setdefault("Accept", "*/*")
+            # Only an excerpt of the answer is kept: ask for it uncompressed.
+            request_headers["Accept-Encoding"] = "identity"
+            timeouts = httpx.Timeout(timeout).as_dict()
             last_error: httpx.ConnectError | None = None
-            for address in target.addresses:
-                request = client.build_request(
+            for pinned in plan.pinned:
+                # Built directly (not `client.build_request`): no client defaults or cookies
+                # are merged into a delivery; it is still sent through the shared client's pool.
+                request = httpx.Request(
                     "POST",
-                    original.copy_with(host=str(address)),
+                    pinned,
                     content=content,
                     headers=request_headers,
-                    timeout=httpx.Timeout(timeout),
-                    extensions=extensions,
+                    extensions={**plan.extensions, "timeout": timeouts},
                 )
                 try:
                     response = await client.send(request, follow_redirects=False, stream=True)
