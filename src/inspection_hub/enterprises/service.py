@@ -36,11 +36,16 @@ async def import_rows(
     session: AsyncSession, actor: Principal | None, rows: list[dict[str, Any]], digest: str
 ) -> tuple[int, int]:
     """Upsert validated rows in the caller's transaction; returns (created, updated)."""
+    # Through the session, so the driver's transaction is open before the raw COPY (a raw
+    # statement first would run outside it and ON COMMIT DROP would drop the table at once).
+    await session.execute(
+        text(
+            "CREATE TEMP TABLE enterprise_import (LIKE enterprise INCLUDING DEFAULTS) "
+            "ON COMMIT DROP"
+        )
+    )
     conn = await session.connection()
     raw: Any = (await conn.get_raw_connection()).driver_connection
-    await raw.execute(
-        "CREATE TEMP TABLE enterprise_import (LIKE enterprise INCLUDING DEFAULTS) ON COMMIT DROP"
-    )
     await raw.copy_records_to_table(
         "enterprise_import",
         records=[tuple(r[c] for c in _COLUMNS) for r in rows],
