@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     db_pool_size: int = 5
     db_max_overflow: int = 5
+    db_pool_ping_after_idle_s: float = 1.0
     public_base_url: str = "http://127.0.0.1:8000"
     token_pepper: str = Field(default="", repr=False)
     session_secret: str = Field(default="", repr=False)

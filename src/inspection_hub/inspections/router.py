@@ -86,9 +86,11 @@ async def get_inspection(
     inspection_id: int, request: Request, response: Response, session: SessionDep, actor: Official
 ) -> InspectionRead:
     """One inspection with matters, inspectors and its code."""
-    inspection = await service.get_inspection(session, actor, inspection_id)
-    response.headers["ETag"] = f'"{inspection.version}"'
-    return await _read(request, session, inspection)
+    read = await service.read_inspection(
+        session, actor, inspection_id, _settings(request).public_base_url
+    )
+    response.headers["ETag"] = f'"{read.version}"'
+    return read
 
 
 @router.post("/v1/inspections/{inspection_id}/start", response_model=InspectionRead)
@@ -191,12 +193,12 @@ async def enterprise_inspections(
     """The enterprise's inspections in a year with the yearly count and its risk class's cap."""
     today = local_today()
     the_year = year or today.year
-    enterprise, rows, count = await service.enterprise_inspections(session, uscc, the_year)
+    code, risk_class, items, count = await service.enterprise_year(
+        session, uscc, the_year, today, _settings(request).public_base_url
+    )
     policy = policy_book(_settings(request)).at(today)
-    risk_class = await service.risk_class_on(session, enterprise, today)
-    items = await service.read_inspections(session, rows, _settings(request).public_base_url)
     return EnterpriseInspections(
-        uscc=enterprise.uscc,
+        uscc=code,
         year=the_year,
         risk_class=risk_class,
         count=count,

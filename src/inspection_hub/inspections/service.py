@@ -466,6 +466,126 @@ async def read_inspections(
     return out
 
 
+# One statement per read route (issue 9): the inspection's columns plus its matters and
+# inspectors aggregated as JSON arrays in the same row, instead of three ORM round trips.
+_COLUMNS = """
+    i.enterprise_uscc, i.id, i.kind, i.status, i.agency_code, i.year, i.window_start,
+    i.window_end, i.offsite, i.plan_id, i.plan_item_id, i.draw_id, i.check_request_id,
+    i.merged_into_id, i.basis, i.emergency, i.visit_date, i.started_at, i.completed_at,
+    i.outcome, i.outcome_text, i.code, i.code_scanned_at, i.version,
+    (SELECT json_agg(json_build_array(m.matter_code, m.agency_code, m.category)
+                     ORDER BY m.matter_code)
+       FROM inspection_matter m
+      WHERE m.enterprise_uscc = i.enterprise_uscc AND m.inspection_id = i.id) AS matters,
+    (SELECT json_agg(json_build_array(p.id, p.name, p.agency_code, p.certificate_no,
+                                      p.certificate_valid_until, l.present) ORDER BY p.id)
+       FROM inspection_inspector l JOIN inspector p ON p.id = l.inspector_id
+      WHERE l.enterprise_uscc = i.enterprise_uscc AND l.inspection_id = i.id) AS inspectors
+"""
+_ONE_INSPECTION = text(f"SELECT {_COLUMNS} FROM inspection i WHERE i.id = :id")
+_ENTERPRISE_YEAR = text(
+    f"""
+    WITH e AS (
+        SELECT e.uscc,
+               coalesce((SELECT r.risk_class FROM enterprise_risk_class r
+                          WHERE r.enterprise_uscc = e.uscc AND r.valid_from <= :day
+                          ORDER BY r.valid_from DESC LIMIT 1), e.risk_class) AS risk_class
+          FROM enterprise e WHERE e.uscc = :uscc
+    )
+    SELECT e.uscc AS e_uscc, e.risk_class AS e_risk_class, {_COLUMNS}
+      FROM e LEFT JOIN inspection i ON i.enterprise_uscc = e.uscc AND i.year = :year
+     ORDER BY i.window_start, i.id
+    """
+)
+
+
+async def _read_connection(session: AsyncSession) -> Any:
+    """The session's connection; outside a transaction in autocommit (no BEGIN/COMMIT trips)."""
+    if session.in_transaction():
+        return session
+    return await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def _json_list(value: Any) -> list[Any]:
+    # The driver's json codec may already have decoded the aggregate; NULL means none.
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str | bytes) else list(value)
+
+
+def _present_row(row: Any, base_url: str) -> InspectionRead:
+    matters = _json_list(row.matters)
+    people = _json_list(row.inspectors)
+    return InspectionRead(
+        id=row.id,
+        enterprise_uscc=row.enterprise_uscc,
+        kind=row.kind,
+        status=row.status,
+        agency_code=row.agency_code,
+        agencies=sorted({row.agency_code, *(m[1] for m in matters)}),
+        year=row.year,
+        window_start=row.window_start,
+        window_end=row.window_end,
+        offsite=row.offsite,
+        plan_id=row.plan_id,
+        plan_item_id=row.plan_item_id,
+        draw_id=row.draw_id,
+        check_request_id=row.check_request_id,
+        merged_into_id=row.merged_into_id,
+        basis=row.basis,
+        emergency=row.emergency,
+        visit_date=row.visit_date,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        outcome=row.outcome,
+        outcome_text=row.outcome_text,
+        code=row.code,
+        code_url=code_url(base_url, row.code),
+        code_scanned_at=row.code_scanned_at,
+        version=row.version,
+        matters=[MatterRef(code=c, agency_code=a, category=k) for c, a, k in matters],
+        inspectors=[
+            InspectorRef(
+                id=pid,
+                name=name,
+                agency_code=agency,
+                certificate_no=cert,
+                certificate_valid_until=date.fromisoformat(until),
+                present=present,
+            )
+            for pid, name, agency, cert, until, present in people
+        ],
+    )
+
+
+async def read_inspection(
+    session: AsyncSession, actor: Principal, inspection_id: int, base_url: str
+) -> InspectionRead:
+    """One inspection presented, in one statement; 404 unless the caller's agency is involved."""
+    conn = await _read_connection(session)
+    row = (await conn.execute(_ONE_INSPECTION, {"id": inspection_id})).first()
+    if row is None:
+        raise NotFound(f"Inspection {inspection_id} does not exist or is not visible to you.")
+    read = _present_row(row, base_url)
+    if not actor.sees_everything and actor.agency_code not in read.agencies:
+        raise NotFound(f"Inspection {inspection_id} does not exist or is not visible to you.")
+    return read
+
+
+async def enterprise_year(
+    session: AsyncSession, uscc: str, year: int, day: date, base_url: str
+) -> tuple[str, str, list[InspectionRead], int]:
+    """Uscc, risk class on `day`, the year's inspections and how many count (one statement)."""
+    code = uscc.strip().upper()
+    conn = await _read_connection(session)
+    rows = (await conn.execute(_ENTERPRISE_YEAR, {"uscc": code, "year": year, "day": day})).all()
+    if not rows:
+        raise NotFound(f"Enterprise {code} is not registered.")
+    items = [_present_row(r, base_url) for r in rows if r.id is not None]
+    counted = sum(1 for i in items if i.status not in ("cancelled", "merged"))
+    return rows[0].e_uscc, rows[0].e_risk_class, items, counted
+
+
 def _involves(agency: str) -> Any:
     return or_(
         Inspection.agency_code == agency,
