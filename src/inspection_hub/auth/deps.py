@@ -39,7 +39,7 @@ async def get_principal(
     key = hash_token(credentials.credentials, settings.token_pepper)
     principal = cache.get(key) if cache is not None else None
     if principal is None:
-        principal = await resolve_token(session, credentials.credentials, settings.token_pepper)
+        principal = await resolve_token(session, key)
         if principal is None:
             raise Unauthenticated("The bearer token is unknown or revoked.")
         if cache is not None:

@@ -69,13 +69,13 @@ async def create_token(
     return token, row
 
 
-async def resolve_token(session: AsyncSession, token: str, pepper: str) -> Principal | None:
-    """The Principal owning a token, or None when unknown or revoked."""
+async def resolve_token(session: AsyncSession, token_hash: str) -> Principal | None:
+    """The Principal owning a token (given by its keyed hash), or None when unknown or revoked."""
     row = (
         await session.execute(
             select(ApiToken, UserAccount)
             .join(UserAccount, UserAccount.id == ApiToken.user_id)
-            .where(ApiToken.token_hash == hash_token(token, pepper))
+            .where(ApiToken.token_hash == token_hash)
             .where(ApiToken.revoked_at.is_(None))
         )
     ).one_or_none()

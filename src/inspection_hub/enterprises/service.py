@@ -6,7 +6,7 @@ import hashlib
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inspection_hub.audit.service import record
@@ -203,22 +203,3 @@ async def risk_history(session: AsyncSession, uscc: str) -> list[EnterpriseRiskC
         .order_by(EnterpriseRiskClass.valid_from)
     )
     return list((await session.execute(stmt)).scalars())
-
-
-async def risk_class_on(session: AsyncSession, uscc: str, on: date) -> str | None:
-    """The risk class in force on a date (the earliest known one before the first record)."""
-    row = await session.execute(
-        text(
-            """
-            SELECT risk_class FROM enterprise_risk_class
-            WHERE enterprise_uscc = :u
-            ORDER BY (valid_from <= :d) DESC,
-                     CASE WHEN valid_from <= :d THEN valid_from END DESC NULLS LAST,
-                     valid_from ASC
-            LIMIT 1
-            """
-        ),
-        {"u": uscc, "d": on},
-    )
-    value = row.scalar_one_or_none()
-    return str(value) if value is not None else None

@@ -17,7 +17,7 @@ from inspection_hub.agencies.models import Agency, Inspector, Matter
 from inspection_hub.audit.service import record
 from inspection_hub.auth.principal import Principal
 from inspection_hub.db.session import driver_connection
-from inspection_hub.enterprises.models import Enterprise, EnterpriseRiskClass
+from inspection_hub.enterprises.models import Enterprise
 from inspection_hub.errors import (
     AppError,
     Conflict,
@@ -1063,22 +1063,6 @@ async def scan_code(session: AsyncSession, keyring: CodeKeyring, code: str) -> S
 
 
 # --- per enterprise and public ---------------------------------------------------------------
-
-
-async def risk_class_on(session: AsyncSession, enterprise: Enterprise, day: date) -> str:
-    """The enterprise's risk class in force on a day (history, else the current class)."""
-    row = (
-        await session.execute(
-            select(EnterpriseRiskClass.risk_class)
-            .where(
-                EnterpriseRiskClass.enterprise_uscc == enterprise.uscc,
-                EnterpriseRiskClass.valid_from <= day,
-            )
-            .order_by(EnterpriseRiskClass.valid_from.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-    return row or enterprise.risk_class
 
 
 async def enterprise_inspections(
