@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Path(".inspection-hub")
     database_url: str = ""
-    db_pool_size: int = 5
-    db_max_overflow: int = 5
+    db_pool_size: int = 10
+    db_max_overflow: int = 0
     db_pool_ping_after_idle_s: float = 1.0
     public_base_url: str = "http://127.0.0.1:8000"
     token_pepper: str = Field(default="", repr=False)
@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 50 * 1024 * 1024
     token_cache_seconds: float = 5.0
     log_level: str = "INFO"
+    # FastAPI's built-in OpenTelemetry hooks: off unless asked for (the service exports its own
+    # Prometheus /metrics); when on, they look up the tracer provider on every request.
+    opentelemetry: bool = False
     policy_file: str = ""
     workers_enabled: bool = True
     scheduler_enabled: bool = True

@@ -22,11 +22,22 @@ from inspection_hub.kit.ratelimit import RateLimitMiddleware
 from inspection_hub.middleware import RequestContextMiddleware
 from inspection_hub.webhooks.http import make_http_client, set_shared_client
 
+# FastAPI matches a request against the routes in the order they were included, a few
+# microseconds per candidate; with ~90 routes the busiest read was matched ~40th (10 % of its
+# CPU). The busiest domains go first; their paths overlap no other domain's, so order is safe.
+BUSIEST_FIRST = ("inspections", "approvals", "enterprises", "conflicts")
+
+
+def _router_order(name: str) -> tuple[int, str]:
+    return (BUSIEST_FIRST.index(name) if name in BUSIEST_FIRST else len(BUSIEST_FIRST), name)
+
 
 def discover_routers() -> list[APIRouter]:
-    """Every domain package's `router` (inspection_hub/<domain>/router.py), by package name."""
+    """Every domain package's `router` (inspection_hub/<domain>/router.py): the busiest domains
+    first, then by package name."""
     routers: list[APIRouter] = []
-    for mod in sorted(pkgutil.iter_modules(inspection_hub.__path__), key=lambda m: m.name):
+    modules = pkgutil.iter_modules(inspection_hub.__path__)
+    for mod in sorted(modules, key=lambda m: _router_order(m.name)):
         if not mod.ispkg:
             continue
         try:
@@ -79,6 +90,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             "verification (双随机、一公开)."
         ),
         lifespan=lifespan,
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+        },
     )
     app.state.settings = settings
     app.state.token_cache = TokenCache(settings.token_cache_seconds)

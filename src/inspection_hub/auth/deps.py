@@ -11,13 +11,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inspection_hub.auth.cache import TokenCache
 from inspection_hub.auth.principal import AGENCY_ROLES, Principal, Role
 from inspection_hub.auth.service import resolve_token
 from inspection_hub.auth.tokens import hash_token
 from inspection_hub.config import Settings
-from inspection_hub.db.deps import SessionDep
 from inspection_hub.errors import Forbidden, Unauthenticated
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `inspection-hub token create`.")
@@ -25,7 +25,6 @@ _bearer = HTTPBearer(auto_error=False, description="A token from `inspection-hub
 
 async def get_principal(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Resolve the bearer token (or the page session) to a Principal, else 401."""
@@ -39,7 +38,11 @@ async def get_principal(
     key = hash_token(credentials.credentials, settings.token_pepper)
     principal = cache.get(key) if cache is not None else None
     if principal is None:
-        principal = await resolve_token(session, key)
+        # Only a cache miss needs the database, in a short session of its own: a route that
+        # reads through db.deps.read_connection then opens no session at all.
+        factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+        async with factory() as session:
+            principal = await resolve_token(session, key)
         if principal is None:
             raise Unauthenticated("The bearer token is unknown or revoked.")
         if cache is not None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+# asyncpg.Connection (asyncpg ships no type information): fetch/fetchrow/fetchval with $n.
+DriverConnection = Any
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -25,3 +29,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # exit code runs after the response has started, so a client could get 201 for a write whose
 # commit then failed (found by tests/proof/test_crash.py terminating connections under load).
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+@asynccontextmanager
+async def read_connection(request: Request) -> AsyncIterator[DriverConnection]:
+    """A pooled driver connection for a one-statement read: no session, no transaction.
+
+    asyncpg runs each statement in autocommit, so a read costs one round trip and none of the
+    session's bookkeeping (BEGIN, COMMIT, identity map). The connection goes back to the pool
+    unchanged (nothing was begun through SQLAlchemy, so its reset on return sends nothing).
+    Used by the hottest read routes; everything that writes keeps SessionDep.
+    """
+    engine: AsyncEngine = request.app.state.engine
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        yield raw.driver_connection

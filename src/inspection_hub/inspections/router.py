@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from inspection_hub.auth.deps import Public, authorize
 from inspection_hub.auth.principal import Principal, Role
 from inspection_hub.config import Settings
-from inspection_hub.db.deps import SessionDep
+from inspection_hub.db.deps import SessionDep, read_connection
 from inspection_hub.errors import NotFound, problem_response
 from inspection_hub.inspections import service
 from inspection_hub.inspections.codes import qr_png, qr_svg
@@ -83,12 +83,13 @@ async def list_inspections(
 
 @router.get("/v1/inspections/{inspection_id}", response_model=InspectionRead)
 async def get_inspection(
-    inspection_id: int, request: Request, response: Response, session: SessionDep, actor: Official
+    inspection_id: int, request: Request, response: Response, actor: Official
 ) -> InspectionRead:
     """One inspection with matters, inspectors and its code."""
-    read = await service.read_inspection(
-        session, actor, inspection_id, _settings(request).public_base_url
-    )
+    async with read_connection(request) as conn:
+        read = await service.read_inspection(
+            conn, actor, inspection_id, _settings(request).public_base_url
+        )
     response.headers["ETag"] = f'"{read.version}"'
     return read
 
@@ -186,16 +187,16 @@ async def code_svg(
 async def enterprise_inspections(
     uscc: str,
     request: Request,
-    session: SessionDep,
     _: Official,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
 ) -> EnterpriseInspections:
     """The enterprise's inspections in a year with the yearly count and its risk class's cap."""
     today = local_today()
     the_year = year or today.year
-    code, risk_class, items, count = await service.enterprise_year(
-        session, uscc, the_year, today, _settings(request).public_base_url
-    )
+    async with read_connection(request) as conn:
+        code, risk_class, items, count = await service.enterprise_year(
+            conn, uscc, the_year, today, _settings(request).public_base_url
+        )
     policy = policy_book(_settings(request)).at(today)
     return EnterpriseInspections(
         uscc=code,
