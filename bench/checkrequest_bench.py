@@ -349,7 +349,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=200)
-    parser.add_argument("--pool-size", type=int, default=5)
+    parser.add_argument("--pool-size", type=int, default=10)  # the service default
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

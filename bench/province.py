@@ -133,8 +133,9 @@ async def _measure(dsn: str, samples: int) -> None:
             )
         pre.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
-        async with factory() as session:
-            await enterprise_year(session, uscc, today.year, today, "http://bench")
+        async with engine.connect() as sa_conn:  # as db.deps.read_connection does
+            conn = (await sa_conn.get_raw_connection()).driver_connection
+            await enterprise_year(conn, uscc, today.year, today, "http://bench")
         reads.append((time.perf_counter() - t) * 1000)
     pre, reads = pre[20:], reads[20:]  # warm-up
     print(

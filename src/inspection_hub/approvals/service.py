@@ -18,10 +18,10 @@ from inspection_hub.approvals.schemas import (
     CheckRequestCreate,
 )
 from inspection_hub.approvals.state import PAST_TENSE, Action, CheckRequestStatus, next_status
-from inspection_hub.audit.service import record
+from inspection_hub.audit.service import AuditEntry, record
 from inspection_hub.auth.principal import Principal
 from inspection_hub.config import Settings
-from inspection_hub.conflicts.facts import EnterpriseFacts, load_enterprise_rows
+from inspection_hub.conflicts.facts import load_enterprise_rows, load_submission_rows
 from inspection_hub.enterprises.schemas import check_uscc
 from inspection_hub.errors import (
     Conflict,
@@ -97,6 +97,10 @@ def _validate_window(data: CheckRequestCreate, today: date, policy: Policy | Non
     return errors
 
 
+# Built once: values bound per call, so no per-request statement construction or coercion.
+_INSERT_REQUEST = insert(T).returning(*T.c)
+
+
 async def submit(
     session: AsyncSession,
     actor: Principal,
@@ -134,27 +138,24 @@ async def submit(
         if code in seen:
             errors.append(_err(f"matters.{i}", f"matter {code} is listed twice"))
         seen.add(code)
-    matters = await _load_matters(session, sorted(seen))
+    uscc, reason = check_uscc(data.enterprise)
+    if uscc is None:
+        errors.append(_err("enterprise", f"is not a valid USCC ({reason})"))
+    # One round trip: the matters and the enterprise's facts around the year.
+    loaded, matters = await load_submission_rows(session, uscc, data.window.start.year, seen)
     for i, code in enumerate(codes):
         m = matters.get(code)
         if m is None:
             errors.append(_err(f"matters.{i}", f"unknown matter {code}"))
-        elif m["agency_code"] != data.agency:
+        elif m.agency_code != data.agency:
             errors.append(
                 _err(
                     f"matters.{i}",
-                    f"matter {code} belongs to agency {m['agency_code']}, not {data.agency}",
+                    f"matter {code} belongs to agency {m.agency_code}, not {data.agency}",
                 )
             )
-
-    uscc, reason = check_uscc(data.enterprise)
-    loaded: EnterpriseFacts | None = None
-    if uscc is None:
-        errors.append(_err("enterprise", f"is not a valid USCC ({reason})"))
-    else:
-        loaded = await load_enterprise_rows(session, uscc, data.window.start.year)
-        if loaded is None:
-            errors.append(_err("enterprise", f"enterprise {uscc} is not registered"))
+    if uscc is not None and loaded is None:
+        errors.append(_err("enterprise", f"enterprise {uscc} is not registered"))
     if errors or policy is None or loaded is None or uscc is None:
         raise ValidationFailed(f"{len(errors)} field(s) are invalid.", errors=errors)
 
@@ -164,34 +165,33 @@ async def submit(
     row = (
         (
             await session.execute(
-                insert(T)
-                .values(
-                    enterprise_uscc=uscc,
-                    agency_code=data.agency,
-                    requester_id=actor.user_id,
-                    requester_name=actor.display_name,
-                    matters=codes,
-                    basis=data.basis,
-                    basis_ref=data.basis_ref,
-                    reason=data.reason,
-                    window_start=data.window.start,
-                    window_end=data.window.end,
-                    emergency=data.emergency,
-                    status=PENDING,
-                    version=1,
-                    policy_version=policy.version,
-                    submitted_at=now,
-                    decision_due_at=due,
-                    expires_at=expires,
-                    emergency_due_at=(
+                _INSERT_REQUEST,
+                {
+                    "enterprise_uscc": uscc,
+                    "agency_code": data.agency,
+                    "requester_id": actor.user_id,
+                    "requester_name": actor.display_name,
+                    "matters": codes,
+                    "basis": data.basis,
+                    "basis_ref": data.basis_ref,
+                    "reason": data.reason,
+                    "window_start": data.window.start,
+                    "window_end": data.window.end,
+                    "emergency": data.emergency,
+                    "status": PENDING,
+                    "version": 1,
+                    "policy_version": policy.version,
+                    "submitted_at": now,
+                    "decision_due_at": due,
+                    "expires_at": expires,
+                    "emergency_due_at": (
                         now + timedelta(hours=rules.emergency_approval_hours)
                         if data.emergency
                         else None
                     ),
-                    created_at=now,
-                    updated_at=now,
-                )
-                .returning(*T.c)
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
         )
         .mappings()
@@ -216,8 +216,9 @@ async def submit(
         )
         row = await _set_inspection(session, row, inspection.id)
 
-    categories = frozenset(matters[c]["category"] for c in codes)
+    categories = frozenset(matters[c].category for c in codes)
     payload = _payload(row) | {"categories": sorted(categories)}
+    # The event and the audit row in one statement.
     await emit(
         session,
         ev.CHECK_REQUEST_SUBMITTED,
@@ -225,9 +226,8 @@ async def submit(
         payload,
         enterprise_uscc=uscc,
         agency_codes=[data.agency],
+        audit=AuditEntry(actor, "check_request.submit", "check_request", request_id, after=payload),
     )
-    # Last write of the transaction: the audit chain's lock is then held only until commit.
-    await record(session, actor, "check_request.submit", "check_request", request_id, after=payload)
     precheck = build_precheck(
         loaded,
         actor,

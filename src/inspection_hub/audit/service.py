@@ -14,18 +14,44 @@ from inspection_hub.kit.context import request_id_var
 
 SYSTEM_ACTOR = "system"
 
-_INSERT = text(
-    """
+INSERT_SQL = """
     INSERT INTO audit_log (actor_id, actor_name, role, action, object_type, object_id,
                            before, after, request_id)
     VALUES (:actor_id, :actor_name, :role, :action, :object_type, :object_id,
             CAST(:before AS jsonb), CAST(:after AS jsonb), :request_id)
-    """
-)
+"""
+_INSERT = text(INSERT_SQL)
 
 
 def _json(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit row to append: what `record` writes, for writing together with an event."""
+
+    actor: Principal | None
+    action: str
+    object_type: str
+    object_id: str | int
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The bind parameters of the audit INSERT (names as in `INSERT_SQL`)."""
+        actor = self.actor
+        return {
+            "actor_id": actor.user_id if actor else None,
+            "actor_name": actor.username if actor else SYSTEM_ACTOR,
+            "role": actor.role.value if actor else SYSTEM_ACTOR,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": str(self.object_id),
+            "before": _json(self.before),
+            "after": _json(self.after),
+            "request_id": request_id_var.get(),
+        }
 
 
 async def record(
@@ -38,21 +64,13 @@ async def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit row; the trigger chains its hash. `actor=None` means the system."""
-    await session.execute(
-        _INSERT,
-        {
-            "actor_id": actor.user_id if actor else None,
-            "actor_name": actor.username if actor else SYSTEM_ACTOR,
-            "role": actor.role.value if actor else SYSTEM_ACTOR,
-            "action": action,
-            "object_type": object_type,
-            "object_id": str(object_id),
-            "before": _json(before),
-            "after": _json(after),
-            "request_id": request_id_var.get(),
-        },
-    )
+    """Append one audit row; the trigger chains its hash. `actor=None` means the system.
+
+    A write that also emits an event can pass the row to `events.outbox.emit(audit=...)`
+    instead: both rows in one statement, one round trip.
+    """
+    entry = AuditEntry(actor, action, object_type, object_id, before, after)
+    await session.execute(_INSERT, entry.params())
 
 
 @dataclass(frozen=True)

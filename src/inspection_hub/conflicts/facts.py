@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, cast
 
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inspection_hub.conflicts.rules import EnterpriseFact, InspectionFact, InspectionStatus
@@ -175,8 +176,10 @@ async def load_facts(
         ),
     )
     row = result.mappings().one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _parse_facts(row)
+
+
+def _parse_facts(row: RowMapping) -> EnterpriseFacts:
     key = row["uscc"]
     inspections = [
         InspectionRow(
@@ -234,6 +237,46 @@ async def load_enterprise_rows(
         ends_after=lo,
         requests=True,
     )
+
+
+# The submission's reads in one round trip: the listed matters (always one row, so an unknown
+# enterprise still reports the matters) and, when a well-formed USCC was given, the enterprise's
+# facts around the year exactly as load_enterprise_rows loads them.
+_SUBMISSION_SQL = (
+    "SELECT m.matters, f.* FROM (SELECT json_agg(json_build_array(code, agency_code, category)) "
+    "AS matters FROM matter WHERE code = ANY($6::varchar[])) m "
+    "LEFT JOIN LATERAL conflict_facts($1::bpchar, $2::date, $3::date, $4::date, $5::boolean, "
+    "'{}'::bigint[], false, '{}'::bigint[], NULL::date, NULL::text, NULL::text) f "
+    "ON $1::bpchar IS NOT NULL"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MatterRow:
+    """A matter as the submission needs it."""
+
+    code: str
+    agency_code: str
+    category: str
+
+
+async def load_submission_rows(
+    session: AsyncSession, uscc: str | None, year: int, matter_codes: Iterable[str]
+) -> tuple[EnterpriseFacts | None, dict[str, MatterRow]]:
+    """A check request's reads in one statement: its matters by code, and the enterprise's
+    facts as ``load_enterprise_rows`` returns them (None when ``uscc`` is None or unknown)."""
+    lo = date(year, 1, 1) - timedelta(days=LOOKAROUND_DAYS)
+    hi = date(year, 12, 31) + timedelta(days=LOOKAROUND_DAYS)
+    conn = await session.connection()
+    result = await conn.exec_driver_sql(
+        _SUBMISSION_SQL,
+        (uscc, lo - timedelta(days=MAX_WINDOW_DAYS), hi, lo, True, sorted(set(matter_codes))),
+    )
+    row = result.mappings().one()
+    raw = row["matters"]
+    listed = json.loads(raw) if isinstance(raw, str | bytes) else (raw or [])
+    matters = {c: MatterRow(c, a, k) for c, a, k in listed}
+    return (_parse_facts(row) if row["uscc"] is not None else None), matters
 
 
 async def load_enterprise_facts(

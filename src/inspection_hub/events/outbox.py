@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inspection_hub.audit.service import INSERT_SQL, AuditEntry
 from inspection_hub.events.types import EventType
 
 NOTIFY_CHANNEL = "inspection_hub_events"
 
-_INSERT = text(
-    """
+_INSERT_SQL = """
     WITH prev AS (
         SELECT aggregate_seq, commit_order FROM event
         WHERE aggregate_type = :agg_type AND aggregate_id = :agg_id
@@ -27,11 +27,15 @@ _INSERT = text(
             GREATEST((pg_current_xact_id()::text)::bigint,
                      COALESCE((SELECT commit_order FROM prev), 0)))
     RETURNING id
-    """
-)
+"""
+_INSERT = text(_INSERT_SQL)
 """The insert: `commit_order` is this transaction's id, or the aggregate's previous event's
 when that is larger, so readers bounded by the snapshot xmin never skip a late commit and see
 one aggregate's events in order (see events/relay.py)."""
+# The event and its audit row in one statement (both data-modifying CTEs always run).
+_INSERT_WITH_AUDIT = text(
+    "WITH ev AS (" + _INSERT_SQL + "), au AS (" + INSERT_SQL + ") SELECT id FROM ev"
+)
 
 
 async def emit(
@@ -42,29 +46,37 @@ async def emit(
     *,
     enterprise_uscc: str | None = None,
     agency_codes: list[str] | None = None,
+    audit: AuditEntry | None = None,
 ) -> int:
-    """Write one event in the current transaction and wake the workers at commit."""
+    """Write one event in the current transaction; the workers wake at commit.
+
+    The wake-up is the `event_notify` trigger's NOTIFY (migration 0008), sent inside this
+    statement: no round trip of its own. With ``audit``, the audit row is appended by the same
+    statement (what `audit.service.record` would write, one round trip fewer).
+    """
     import json
 
-    result = await session.execute(
-        _INSERT,
-        {
-            "type": event_type.name,
-            "version": event_type.version,
-            "agg_type": event_type.aggregate,
-            "agg_id": str(aggregate_id),
-            "uscc": enterprise_uscc,
-            "agencies": sorted(set(agency_codes or [])),
-            "payload": json.dumps(payload, ensure_ascii=False, default=str),
-        },
-    )
-    event_id = int(result.scalar_one())
-    await notify_once(session)
-    return event_id
+    params = {
+        "type": event_type.name,
+        "version": event_type.version,
+        "agg_type": event_type.aggregate,
+        "agg_id": str(aggregate_id),
+        "uscc": enterprise_uscc,
+        "agencies": sorted(set(agency_codes or [])),
+        "payload": json.dumps(payload, ensure_ascii=False, default=str),
+    }
+    if audit is None:
+        result = await session.execute(_INSERT, params)
+    else:
+        result = await session.execute(_INSERT_WITH_AUDIT, params | audit.params())
+    return int(result.scalar_one())
 
 
 async def notify_once(session: AsyncSession, channel: str = NOTIFY_CHANNEL) -> None:
-    """Wake the workers at commit: one NOTIFY per transaction and channel, however many events.
+    """Wake the workers at commit: one NOTIFY per transaction and channel.
+
+    Not needed after writing events (the `event_notify` trigger sends it); for other work the
+    workers should look at now, such as a parked handler run put back in the queue.
 
     NOTIFY is transactional (delivered only if the transaction commits) and PostgreSQL folds
     duplicates anyway; sending it once saves a round trip per event on busy transactions.

@@ -28,7 +28,7 @@ from inspection_hub.errors import (
     ValidationFailed,
 )
 from inspection_hub.events import types as ev
-from inspection_hub.events.outbox import emit, notify_once
+from inspection_hub.events.outbox import emit
 from inspection_hub.inspections.codes import CodeClaims, CodeExpired, CodeForged, CodeKeyring
 from inspection_hub.inspections.models import (
     Inspection,
@@ -341,8 +341,7 @@ async def create_inspections_bulk(
             "agency_codes",
             "payload",
         ],
-    )
-    await notify_once(session)
+    )  # the event_notify trigger wakes the workers (COPY fires statement triggers)
     await record(
         session,
         actor,

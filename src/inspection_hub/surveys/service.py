@@ -22,7 +22,7 @@ from inspection_hub.audit.service import record
 from inspection_hub.auth.principal import Principal
 from inspection_hub.errors import Conflict, Gone, NotFound
 from inspection_hub.events import types as ev
-from inspection_hub.events.outbox import emit, notify_once
+from inspection_hub.events.outbox import emit
 from inspection_hub.policy import (
     PolicyBook,
     PolicyNotInForceError,
@@ -306,9 +306,7 @@ async def emit_many(
             "payloads": [json.dumps(r[2], ensure_ascii=False, default=str) for r in rows],
         },
     )
-    mapping = {int(agg): int(eid) for eid, agg in result.all()}
-    await notify_once(session)
-    return mapping
+    return {int(agg): int(eid) for eid, agg in result.all()}
 
 
 _CLAIM_DUE = text(
