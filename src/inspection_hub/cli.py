@@ -167,9 +167,9 @@ def token_create(
 
     upgrade_to_head(url)
 
-    async def work(session: Any) -> str:
+    async def work(session: Any) -> tuple[str, int]:
         user = await get_or_create_user(session, username=name, role=role_value, agency_code=agency)
-        token, _row = await create_token(session, user=user, pepper=settings.token_pepper)
+        token, row = await create_token(session, user=user, pepper=settings.token_pepper)
         from inspection_hub.audit.service import record
 
         await record(
@@ -180,14 +180,81 @@ def token_create(
             user.id,
             after={"username": name, "role": role_value.value, "agency": agency},
         )
-        return token
+        return token, row.id
 
     try:
-        token = _run_with_session(settings, url, work)
+        token, token_id = _run_with_session(settings, url, work)
     except AppError as exc:
         _err(f"error: {exc.detail}")
         raise typer.Exit(code=2) from None
     sys.stdout.write(token + "\n")
+    _err(f"token {token_id} created for {name} (revoke: inspection-hub token revoke {token_id})")
+
+
+@token_app.command("list")
+def token_list(
+    name: Annotated[str | None, typer.Option(help="Only this person's tokens")] = None,
+) -> None:
+    """List bearer tokens, newest first: id, user, created, revoked (never the token)."""
+    from inspection_hub.auth.service import TokenEntry, list_tokens
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+
+    async def work(session: Any) -> list[TokenEntry]:
+        entries: list[TokenEntry] = []
+        cursor = None
+        while True:
+            page, cursor = await list_tokens(session, None, username=name, cursor=cursor, limit=500)
+            entries += page
+            if cursor is None:
+                return entries
+
+    typer.echo("id\tuser\tcreated_at\trevoked_at")
+    for entry in _run_with_session(settings, url, work):
+        tok = entry.token
+        revoked = tok.revoked_at.isoformat() if tok.revoked_at else "-"
+        typer.echo(f"{tok.id}\t{entry.username}\t{tok.created_at.isoformat()}\t{revoked}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[
+        int, typer.Argument(help="The token's id (see `token list`)", min=1, max=2**63 - 1)
+    ],
+) -> None:
+    """Revoke a bearer token (audited); revoking it again changes nothing."""
+    from inspection_hub.auth.service import TokenEntry, revoke_token
+    from inspection_hub.errors import AppError
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    url = _database_url(settings)
+    from inspection_hub.db.migrate import upgrade_to_head
+
+    upgrade_to_head(url)
+
+    async def work(session: Any) -> TokenEntry:
+        return await revoke_token(session, None, token_id)
+
+    try:
+        entry = _run_with_session(settings, url, work)
+    except AppError as exc:
+        _err(f"error: {exc.detail}")
+        raise typer.Exit(code=2) from None
+    when = entry.token.revoked_at.isoformat() if entry.token.revoked_at else "?"
+    if entry.newly_revoked:
+        typer.echo(f"revoked token {token_id} of {entry.username} at {when}")
+        _err(
+            "running servers refuse it once their cached entry expires "
+            f"(token_cache_seconds = {settings.token_cache_seconds:g})"
+        )
+    else:
+        typer.echo(f"token {token_id} of {entry.username} was already revoked at {when}")
 
 
 @user_app.command("set-password")

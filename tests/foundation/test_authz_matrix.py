@@ -24,6 +24,9 @@ Headers = Callable[..., Awaitable[dict[str, str]]]
 DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 OWN, OTHER = "SCJG", "YJGL"
 DENIED = {401, 403}
+# Path ids of objects checked per owner after the role rule (a token belongs to one user): the
+# generic matrix uses an id nobody owns; test_token_routes_by_owner covers the ownership rule.
+OWNED_IDS = {"token_id": "999999"}
 
 
 def _walk(dependant: Dependant) -> Iterator[Any]:
@@ -96,6 +99,8 @@ def build_request(
             value = agency
         elif "uscc" in name:
             value = make_uscc("320404", 12345)
+        elif name in OWNED_IDS:
+            value = OWNED_IDS[name]
         else:
             value = "1"
         url = url.replace("{" + name + "}", value).replace("{" + name + ":path}", value)
@@ -188,3 +193,45 @@ async def test_matrix(
             other_url, other_query, _ = build_request(route, method, OTHER)
             assert await call(foreign, other_url, other_query) not in DENIED
             assert await call(own, other_url, other_query) == 403
+
+
+async def test_token_routes_by_owner(
+    client: httpx.AsyncClient, make_headers: Headers, two_agencies: tuple[str, str]
+) -> None:
+    """The object-level rule of /v1/tokens: every role manages its own tokens, only an admin
+    anyone's; a refusal is a 403 problem and changes nothing; an unknown id is a 404 problem."""
+
+    async def own_token_id(headers: dict[str, str]) -> int:
+        r = await client.get("/v1/tokens", headers=headers)
+        assert r.status_code == 200, r.text
+        current = [t for t in r.json()["items"] if t["current"]]
+        assert len(current) == 1
+        return int(current[0]["id"])
+
+    bystander = await make_headers("supervisor", name="bystander")
+    bystander_token = await own_token_id(bystander)
+    for role in Role:
+        caller = await _person(make_headers, role, OWN)
+        spare = await _person(make_headers, role, OWN)  # another person of the same role
+        spare_token = await own_token_id(spare)
+        listed = {t["id"] for t in (await client.get("/v1/tokens", headers=caller)).json()["items"]}
+        foreign = await client.post(f"/v1/tokens/{spare_token}/revoke", headers=caller)
+        if role is Role.admin:
+            assert {bystander_token, spare_token} <= listed
+            assert foreign.status_code == 200, foreign.text
+            assert foreign.json()["revoked_at"] is not None
+        else:
+            assert listed == {await own_token_id(caller)}, f"{role} lists others' tokens"
+            assert foreign.status_code == 403, f"{role} revoked another's token"
+            assert foreign.headers["content-type"] == "application/problem+json"
+            assert foreign.json()["type"].endswith("/forbidden")
+            assert (await client.get("/v1/me", headers=spare)).status_code == 200
+            r = await client.get("/v1/tokens", params={"user": "bystander"}, headers=caller)
+            assert r.status_code == 403
+        missing = await client.post("/v1/tokens/999999/revoke", headers=caller)
+        assert missing.status_code == 404
+        assert missing.json()["type"].endswith("/not-found")
+        own = await client.post(f"/v1/tokens/{await own_token_id(caller)}/revoke", headers=caller)
+        assert own.status_code == 200, f"{role} could not revoke their own token: {own.text}"
+        assert (await client.get("/v1/me", headers=caller)).status_code == 401
+    assert (await client.get("/v1/me", headers=bystander)).status_code == 200

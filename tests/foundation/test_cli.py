@@ -99,6 +99,77 @@ async def test_token_create_prints_only_a_working_token(
     assert "already exists" in clash.stderr
 
 
+async def test_token_list_and_revoke(
+    app: Any,
+    database_url: str,
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+    two_agencies: tuple[str, str],
+    sessionmaker: Any,
+) -> None:
+    env = cli_env(database_url, tmp_path)
+    made = [
+        run_cli(env, "token", "create", "--role", "approver", "--agency", "SCJG", "--name", "li")
+        for _ in range(2)
+    ]
+    assert [m.returncode for m in made] == [0, 0]
+    first, second = (m.stdout.strip() for m in made)
+    first_id = int(made[0].stderr.split("token ", 1)[1].split()[0])
+    assert f"inspection-hub token revoke {first_id}" in made[0].stderr
+    assert first not in made[0].stderr
+    headers = {"Authorization": f"Bearer {first}"}
+    assert (await client.get("/v1/me", headers=headers)).status_code == 200  # cached in the app
+
+    revoked = run_cli(env, "token", "revoke", str(first_id))
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout.startswith(f"revoked token {first_id} of li at ")
+    assert "token_cache_seconds" in revoked.stderr
+    # another process revoked it: the serving process keeps its cached entry for the TTL...
+    assert (await client.get("/v1/me", headers=headers)).status_code == 200
+    # ...and refuses the token once the entry has expired
+    cache = app.state.token_cache
+    original = cache.clock
+    try:
+        cache.clock = lambda: original() + cache.ttl + 1
+        refused = await client.get("/v1/me", headers=headers)
+    finally:
+        cache.clock = original
+    assert refused.status_code == 401
+    assert (
+        await client.get("/v1/me", headers={"Authorization": f"Bearer {second}"})
+    ).status_code == 200
+
+    again = run_cli(env, "token", "revoke", str(first_id))
+    assert again.returncode == 0
+    assert f"token {first_id} of li was already revoked at " in again.stdout
+    assert revoked.stdout.split(" at ")[1] == again.stdout.split(" at ")[1]
+    missing = run_cli(env, "token", "revoke", "999999")
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
+
+    listed = run_cli(env, "token", "list", "--name", "li")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "id\tuser\tcreated_at\trevoked_at"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [(int(r[0]), r[1], r[3] == "-") for r in rows] == [
+        (first_id + 1, "li", True),
+        (first_id, "li", False),
+    ]
+    everyone = run_cli(env, "token", "list")
+    assert {line.split("\t")[1] for line in everyone.stdout.splitlines()[1:]} >= {"li"}
+    async with sessionmaker() as s:
+        hashes = list((await s.execute(text("SELECT token_hash FROM api_token"))).scalars())
+        audited = (
+            await s.execute(
+                text("SELECT actor_name, object_id FROM audit_log WHERE action = 'token.revoke'")
+            )
+        ).all()
+    for secret in (first, second, *hashes):
+        assert secret not in listed.stdout + everyone.stdout
+    assert [tuple(a) for a in audited] == [("system", str(first_id))]
+
+
 async def test_token_create_refuses_bad_input(
     database_url: str, tmp_path: Path, two_agencies: tuple[str, str], sessionmaker: Any
 ) -> None:

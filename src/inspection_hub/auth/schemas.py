@@ -1,6 +1,8 @@
-"""Request and response bodies for people (users)."""
+"""Request and response bodies for people (users) and their bearer tokens."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from pydantic import Field
 
@@ -26,3 +28,17 @@ class UserRead(ResponseModel):
     display_name: str
     role: Role
     agency: str | None = None
+
+
+class TokenRead(ResponseModel):
+    """A bearer token as its owner or an admin sees it: never the token or its hash."""
+
+    id: int
+    user: str = Field(description="The owner's username.", examples=["zhang.wei"])
+    created_at: datetime
+    revoked_at: datetime | None = Field(
+        default=None, description="When it was revoked; null while it is usable."
+    )
+    current: bool = Field(
+        default=False, description="True for the token this request was made with."
+    )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from inspection_hub.agencies.models import Agency
 from inspection_hub.auth.models import ApiToken, UserAccount
 from inspection_hub.auth.principal import AGENCY_ROLES, Principal, Role
 from inspection_hub.auth.tokens import hash_token, new_token
-from inspection_hub.errors import NotFound, ValidationFailed
+from inspection_hub.errors import Forbidden, NotFound, ValidationFailed
+from inspection_hub.kit.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 
 
 def principal_of(user: UserAccount, token_id: int | None = None) -> Principal:
@@ -83,6 +87,89 @@ async def resolve_token(session: AsyncSession, token_hash: str) -> Principal | N
         return None
     tok, user = row
     return principal_of(user, tok.id)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    """A stored token and its owner's username (its `token_hash` serves cache eviction only)."""
+
+    token: ApiToken
+    username: str
+    newly_revoked: bool = False
+
+
+async def list_tokens(
+    session: AsyncSession,
+    actor: Principal | None,
+    *,
+    username: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[TokenEntry], str | None]:
+    """Tokens newest first: every user's for an admin (optionally one user's), else the caller's."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    stmt = (
+        select(ApiToken, UserAccount.username)
+        .join(UserAccount, UserAccount.id == ApiToken.user_id)
+        .order_by(ApiToken.id.desc())
+        .limit(limit + 1)
+    )
+    # admins and the server's own command line (actor None) see every user's tokens
+    if actor is not None and actor.role is not Role.admin:
+        if username is not None and username != actor.username:
+            raise Forbidden(f"Role {actor.role.value} may list only their own tokens.")
+        stmt = stmt.where(ApiToken.user_id == actor.user_id)
+    elif username is not None:
+        stmt = stmt.where(UserAccount.username == username)
+    after = decode_cursor(cursor)
+    if after:
+        stmt = stmt.where(ApiToken.id < int(after[0]))
+    rows = [TokenEntry(tok, name) for tok, name in (await session.execute(stmt)).all()]
+    next_cursor = encode_cursor([rows[limit - 1].token.id]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+async def revoke_token(session: AsyncSession, actor: Principal | None, token_id: int) -> TokenEntry:
+    """Revoke a token (admin: any; others: their own); idempotent, audited the first time only."""
+    from inspection_hub.audit.service import record
+
+    row = (
+        await session.execute(
+            select(ApiToken, UserAccount.username)
+            .join(UserAccount, UserAccount.id == ApiToken.user_id)
+            .where(ApiToken.id == token_id)
+            # concurrent revocations of one token queue here: exactly one of them records it
+            .with_for_update(of=ApiToken)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"Token {token_id} does not exist.")
+    tok, username = row
+    if actor is not None and actor.role is not Role.admin and tok.user_id != actor.user_id:
+        raise Forbidden(f"Token {token_id} belongs to another user; only an admin may revoke it.")
+    if tok.revoked_at is not None:
+        return TokenEntry(tok, username)
+    revoked_at = (
+        await session.execute(
+            update(ApiToken)
+            .where(ApiToken.id == tok.id)
+            .values(revoked_at=func.now())
+            .returning(ApiToken.revoked_at),
+            execution_options={"synchronize_session": False},
+        )
+    ).scalar_one()
+    assert revoked_at is not None  # now() is never null
+    set_committed_value(tok, "revoked_at", revoked_at)  # as stored; nothing left to flush
+    await record(
+        session,
+        actor,
+        "token.revoke",
+        "api_token",
+        tok.id,
+        before={"revoked_at": None},
+        after={"user": username, "revoked_at": revoked_at.isoformat()},
+    )
+    return TokenEntry(tok, username, newly_revoked=True)
 
 
 async def create_person(

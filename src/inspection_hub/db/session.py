@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -64,6 +64,15 @@ def _ping_when_idle(pool: Pool, idle_s: float) -> None:
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once, when the session next commits (a request rolled back never runs it).
+
+    For effects that must not precede the commit and live only in this process (cache
+    eviction); anything that leaves the process goes through the outbox instead.
+    """
+    event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from inspection_hub.auth.deps import Public, authorize
 from inspection_hub.auth.principal import Principal, Role
 from inspection_hub.config import Settings
 from inspection_hub.db.deps import SessionDep
+from inspection_hub.kit import idempotency
 from inspection_hub.kit.etag import parse_if_match
 from inspection_hub.kit.schema import Page
 from inspection_hub.kit.timeutil import local_today
@@ -42,14 +43,52 @@ def _with_etag(read: PlanRead, response: Response) -> PlanRead:
     return read
 
 
-@router.post("/v1/plans", status_code=status.HTTP_201_CREATED, response_model=PlanRead)
+@router.post(
+    "/v1/plans",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PlanRead,
+    responses={409: {"description": "The Idempotency-Key is still in flight."}},
+)
 async def create_plan(
-    body: PlanCreate, request: Request, response: Response, session: SessionDep, actor: Scheduler
-) -> PlanRead:
+    body: PlanCreate,
+    request: Request,
+    session: SessionDep,
+    actor: Scheduler,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
     """File a draft annual plan (scheduler; a joint plan lists several agencies incl. yours)."""
-    policy = service.policy_book(_settings(request)).at(local_today())
-    plan = await service.create_plan(session, actor, body, policy)
-    return _with_etag(await _one(session, plan.id, actor), response)
+    settings = _settings(request)
+    claim = None
+    if idempotency_key is not None:
+        claim = await idempotency.claim(
+            request.app.state.sessionmaker,
+            scope=idempotency.scope_of(actor),
+            key=idempotency_key,
+            fingerprint=idempotency.fingerprint(
+                "POST", request.url.path, body.model_dump(mode="json")
+            ),
+            ttl_hours=settings.idempotency_ttl_hours,
+            in_flight_seconds=settings.idempotency_in_flight_seconds,
+        )
+        if claim.replay is not None:
+            return claim.replay.response()
+    try:
+        policy = service.policy_book(settings).at(local_today())
+        plan = await service.create_plan(session, actor, body, policy)
+        read = await _one(session, plan.id, actor)
+        content = read.model_dump_json()
+        if claim is not None:
+            await idempotency.complete(session, claim, status.HTTP_201_CREATED, content)
+    except BaseException:
+        if claim is not None:
+            await idempotency.release(request.app.state.sessionmaker, claim)
+        raise
+    return Response(
+        content,
+        status_code=status.HTTP_201_CREATED,
+        media_type="application/json",
+        headers={"ETag": f'"{read.version}"'},
+    )
 
 
 @router.get("/v1/plans", response_model=Page[PlanRead])
