@@ -34,6 +34,7 @@ def end_of(y: int, m: int, d: int) -> datetime:
 @pytest.fixture(autouse=True)
 def _fresh_warnings() -> None:
     workdays._warned_years.clear()
+    workdays._is_working_day.cache_clear()  # the answers are memoised per day
 
 
 # --- what the library says about 2026 (verified against chinesecalendar 1.11) -----------------

@@ -286,3 +286,22 @@ async def test_scoping_csv_and_assessment(client: Any, dataset: Any, make_header
     assert header[:2] == ["agency", "agency_name"]
     assert ws.cell(row=2, column=1).value == "YJGL"
     assert ws.cell(row=2, column=header.index("rank") + 1).value == 1
+
+
+async def test_xlsx_export_survives_control_characters_in_names(
+    client: Any, sessionmaker: Any, make_headers: Any
+) -> None:
+    # An agency registered with a control character in its name (the schema allows any
+    # text) made the XLSX export fail with a 500; the cell drops the character instead.
+    admin = await make_headers("admin")
+    created = await client.post(
+        "/v1/agencies", json={"code": "CTRL", "name": "市场\x02监管局"}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    x = await client.get("/v1/reports/execution?year=2026&format=xlsx", headers=admin)
+    assert x.status_code == 200, x.text
+    ws = load_workbook(io.BytesIO(x.content)).active
+    assert ws is not None
+    header = [c.value for c in ws[1]]
+    names = [row[header.index("agency_name")] for row in ws.iter_rows(min_row=2, values_only=True)]
+    assert "市场监管局" in names

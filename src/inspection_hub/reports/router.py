@@ -56,6 +56,14 @@ def _csv(rows: list[dict[str, Any]], filename: str) -> Response:
     )
 
 
+def _cell(value: Any) -> Any:
+    # XLSX cannot hold most ASCII control characters (an agency name typed with one made the
+    # export fail: found by the schemathesis run); they are dropped from the cell, not the data.
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+
+
 def _xlsx(rows: list[dict[str, Any]], filename: str, title: str) -> Response:
     from openpyxl import Workbook
 
@@ -64,9 +72,9 @@ def _xlsx(rows: list[dict[str, Any]], filename: str, title: str) -> Response:
     ws = wb.active
     assert ws is not None
     ws.title = title
-    ws.append(columns)
+    ws.append([_cell(c) for c in columns])
     for r in flat:
-        ws.append([r.get(c) for c in columns])
+        ws.append([_cell(r.get(c)) for c in columns])
     buf = io.BytesIO()
     wb.save(buf)
     return Response(
