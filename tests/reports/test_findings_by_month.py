@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from openpyxl import load_workbook
+from sqlalchemy import text
 
 from inspection_hub.reports.service import execution_report, findings_by_month
 from tests.reports import monthly_data as data
@@ -178,3 +180,42 @@ async def test_openapi_describes_the_route(client: Any) -> None:
     schema = spec["components"]["schemas"]["FindingsByMonth"]
     assert set(schema["properties"]) == {"year", "agency", "kinds", "items"}
     assert "404" in op["responses"]
+
+
+async def test_a_month_starts_at_local_midnight(sessionmaker: Any, two_agencies: Any) -> None:
+    """00:00 on 1 April in Shanghai (16:00 UTC the day before) is April's; a microsecond
+    earlier is March's."""
+    uscc = data.usccs()["e1"]
+    midnight = datetime(2026, 3, 31, 16, 0, tzinfo=UTC)
+    async with sessionmaker() as s, s.begin():
+        await s.execute(
+            text(
+                "INSERT INTO enterprise (uscc, name, district_code, industry_code, risk_class) "
+                "VALUES (:u, 'e1', '350102', '5211', 'B')"
+            ),
+            {"u": uscc},
+        )
+        for iid, at in ((1, midnight), (2, midnight - timedelta(microseconds=1))):
+            await s.execute(
+                text(
+                    "INSERT INTO inspection (enterprise_uscc, id, kind, status, agency_code, "
+                    "year, window_start, window_end, visit_date, completed_at) VALUES (:u, :id, "
+                    "'planned', 'completed', 'SCJG', 2026, '2026-03-01', '2026-04-30', "
+                    "'2026-03-31', :at)"
+                ),
+                {"u": uscc, "id": iid, "at": at},
+            )
+            await s.execute(
+                text(
+                    "INSERT INTO conflict (enterprise_uscc, kind, finding_key, inspection_ids, "
+                    "created_at) VALUES (:u, 'repeat', :key, ARRAY[CAST(:id AS bigint)], :at)"
+                ),
+                {"u": uscc, "key": f"repeat:{iid}", "id": iid, "at": at},
+            )
+    async with sessionmaker() as s:
+        items = (await findings_by_month(s, YEAR))["items"]
+    assert [(i["findings_total"], i["inspections_completed"]) for i in items[2:4]] == [
+        (1, 1),
+        (1, 1),
+    ]
+    assert sum(i["findings_total"] for i in items) == 2

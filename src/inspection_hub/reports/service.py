@@ -171,34 +171,31 @@ def _requests_sql(agency: str | None) -> str:
     """
 
 
-def _month_of(day: str) -> str:
-    # The month of a local date, held inside the year: a finding or completion recorded before
-    # the year starts counts in January, one recorded after it ends in December, so the twelve
-    # months add up to the execution report's yearly figures.
+def _month_of(instant: str) -> str:
+    # The local month of an instant, by binary search among the local starts of February ..
+    # December (no time zone conversion per row). An instant before the year falls in January,
+    # one after it in December: the months of a finding or completion recorded outside the
+    # year it belongs to, so that the twelve add up to the execution report's yearly figures.
+    return f"(width_bucket({instant}, CAST(:month_starts AS timestamptz[])) + 1)"
+
+
+def _outside_year(instant: str) -> str:
     return (
-        f"CAST(extract(month FROM LEAST(GREATEST({day}, CAST(:first_day AS date)), "
-        "CAST(:last_day AS date))) AS integer)"
+        f"({instant} < CAST(:year_from AS timestamptz) "
+        f"OR {instant} >= CAST(:year_to AS timestamptz))"
     )
-
-
-def _outside_year(day: str) -> str:
-    return f"({day} < CAST(:first_day AS date) OR {day} > CAST(:last_day AS date))"
 
 
 def _monthly_sql(agency: str | None) -> str:
     # `found` is the execution report's finding set (see _findings_sql): one row per finding and
-    # agency whose inspection of the year it names, dated by the local day it was recorded.
-    # `done` is the report's `completed`, dated by the local day of completion (the visit date,
-    # else the window's end, for rows that carry no completion time). Twelve rows, zeros kept.
-    day_of_completion = (
-        "COALESCE(CAST(i.completed_at AT TIME ZONE CAST(:tz AS text) AS date), "
-        "i.visit_date, i.window_end)"
-    )
+    # agency whose inspection of the year it names, with the instant it was recorded.
+    # `done` is the report's `completed`, at the instant of completion (else the local start of
+    # the visit day, else of the window's last day, for rows without a completion time).
+    # Twelve rows, months without anything included.
     agency_clause = _agency_clause("i.agency_code", agency)
     return f"""
     WITH found AS (
-        SELECT DISTINCT f.id, f.kind, i.agency_code,
-               CAST(f.created_at AT TIME ZONE CAST(:tz AS text) AS date) AS day
+        SELECT DISTINCT f.id, f.kind, i.agency_code, f.created_at AS at
         FROM (SELECT c.id, c.kind, c.created_at, c.enterprise_uscc,
                      unnest(c.inspection_ids) AS inspection_id
               FROM conflict c) f
@@ -209,8 +206,8 @@ def _monthly_sql(agency: str | None) -> str:
             OFFSET 0) i
     ),
     by_kind AS (
-        SELECT {_month_of("found.day")} AS month, found.kind, count(*) AS n,
-               count(*) FILTER (WHERE {_outside_year("found.day")}) AS outside
+        SELECT {_month_of("found.at")} AS month, found.kind, count(*) AS n,
+               count(*) FILTER (WHERE {_outside_year("found.at")}) AS outside
         FROM found
         GROUP BY 1, found.kind
     ),
@@ -221,9 +218,11 @@ def _monthly_sql(agency: str | None) -> str:
         GROUP BY by_kind.month
     ),
     done AS (
-        SELECT {_month_of("d.day")} AS month, count(*) AS n,
-               count(*) FILTER (WHERE {_outside_year("d.day")}) AS outside
-        FROM (SELECT {day_of_completion} AS day
+        SELECT {_month_of("d.at")} AS month, count(*) AS n,
+               count(*) FILTER (WHERE {_outside_year("d.at")}) AS outside
+        FROM (SELECT COALESCE(i.completed_at,
+                              CAST(COALESCE(i.visit_date, i.window_end) AS timestamp)
+                                AT TIME ZONE CAST(:tz AS text)) AS at
               FROM inspection i
               WHERE i.year = :year AND i.status = 'completed'{agency_clause}) d
         GROUP BY 1
@@ -398,12 +397,16 @@ async def findings_by_month(
         known = await session.execute(text("SELECT 1 FROM agency WHERE code = :a"), {"a": agency})
         if known.first() is None:
             raise NotFound(f"There is no agency {agency}.")
+    # As the report: aggregate in memory (the planner cannot know there are only twelve
+    # months and would otherwise sort a year of completions to disk), no JIT compilation.
+    await session.execute(text("SET LOCAL work_mem = '64MB'"))
     await session.execute(text("SET LOCAL jit = off"))
     params: dict[str, Any] = {
         "year": year,
         "tz": LOCAL_TZ.key,
-        "first_day": date(year, 1, 1),
-        "last_day": date(year, 12, 31),
+        "month_starts": [datetime(year, m, 1, tzinfo=LOCAL_TZ) for m in range(2, 13)],
+        "year_from": datetime(year, 1, 1, tzinfo=LOCAL_TZ),
+        "year_to": datetime(year + 1, 1, 1, tzinfo=LOCAL_TZ),
     }
     if agency is not None:
         params["agency"] = agency
