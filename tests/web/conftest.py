@@ -144,7 +144,8 @@ async def shot(tab: Page, name: str) -> None:
 
     Refresh the README's pictures with
     `INSPECTION_HUB_SCREENSHOTS=1 python -m pytest tests/web`; ordinary runs write to a
-    temporary directory so the working tree stays clean.
+    temporary directory so the working tree stays clean. The pictures need a CJK font on the
+    machine (Debian: `apt-get install fonts-noto-cjk`), else Chinese shows as empty boxes.
     """
     if os.environ.get("INSPECTION_HUB_SCREENSHOTS") == "1":
         folder = DOCS_SCREENSHOTS

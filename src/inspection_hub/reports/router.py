@@ -1,4 +1,4 @@
-"""Routes: /v1/reports/execution and /v1/reports/assessment (JSON, CSV, Excel)."""
+"""Routes: /v1/reports/execution, /findings-by-month and /assessment (JSON, CSV, Excel)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from inspection_hub.auth.deps import authorize
 from inspection_hub.auth.principal import Principal, Role
 from inspection_hub.db.deps import SessionDep
 from inspection_hub.reports import service
+from inspection_hub.reports.schemas import FindingsByMonth
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -103,6 +104,35 @@ async def execution(
     if fmt == "xlsx":
         return _xlsx(rows, f"execution-{year}", "执行情况")
     return JSONResponse({"year": year, "items": rows})
+
+
+@router.get(
+    "/findings-by-month",
+    response_model=FindingsByMonth,
+    responses={
+        200: {"content": {"text/csv": {}, XLSX: {}}},
+        404: {"description": "There is no such agency."},
+    },
+)
+async def findings_by_month(
+    request: Request,
+    session: SessionDep,
+    principal: Official,
+    year: Year,
+    agency: str | None = None,
+    format: Format = None,
+) -> Response:
+    """Findings by kind and inspections completed per month of the year (每月发现问题)."""
+    if not principal.sees_everything:
+        agency = principal.agency_code  # as the execution report: an agency sees its own
+    monthly = await service.findings_by_month(session, year, agency)
+    fmt = _wants(request, format)
+    name = f"findings-by-month-{year}"
+    if fmt == "csv":
+        return _csv(monthly["items"], name)
+    if fmt == "xlsx":
+        return _xlsx(monthly["items"], name, "每月发现问题")
+    return JSONResponse(monthly)
 
 
 @router.get("/assessment")

@@ -8,10 +8,11 @@ Catalogues live in `translations/<locale>/LC_MESSAGES/messages.po` and are compi
 from __future__ import annotations
 
 import sys
-from datetime import datetime
-from functools import lru_cache
+from datetime import date, datetime
+from functools import lru_cache, partial
 from pathlib import Path
 
+from babel.dates import format_date
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -59,6 +60,7 @@ def environment(locale: str) -> Environment:
     )
     env.globals["local_time"] = local_time
     env.filters["csv"] = csv_cell
+    env.filters["month_name"] = partial(month_name, locale=locale)
     env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     return env
 
@@ -68,6 +70,11 @@ def local_time(value: datetime | None) -> str:
     if value is None:
         return ""
     return value.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+
+
+def month_name(month: int | str, locale: str) -> str:
+    """A month (1..12) by its locale's stand-alone short name: 3月, Mar."""
+    return format_date(date(2000, int(month), 1), "LLL", locale=locale)
 
 
 def csv_cell(value: object) -> str:

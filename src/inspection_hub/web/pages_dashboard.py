@@ -1,4 +1,7 @@
-"""Dashboards `/dashboard?year=`: the execution report as charts, each with its table and CSV."""
+"""Dashboards `/dashboard?year=`: the execution report as charts, each with its table and CSV.
+
+Findings by month (每月发现问题) come from the report's monthly split, scoped the same way.
+"""
 
 from __future__ import annotations
 
@@ -24,11 +27,13 @@ BUCKETS = ("1", "2", "3", "4+")
 
 @dataclass
 class Series:
-    """One data series: an agency (label is its name) or a measure (key names it)."""
+    """One data series: an agency (label is its name), a measure (key) or a finding kind."""
 
     data: list[float | int | None]
     label: str | None = None
     key: str | None = None
+    finding: str | None = None  # a finding kind, translated by the templates
+    line: bool = False  # drawn as a line on its own axis beside the (stacked) bars
 
 
 @dataclass
@@ -41,15 +46,37 @@ class Chart:
     series: list[Series] = field(default_factory=list)
     percent: bool = False
     stacked: bool = False
-    label_kind: str = "text"  # "text" or "finding" (labels are finding kinds to translate)
+    label_kind: str = "text"  # "text", "finding" (kinds to translate) or "month" (1..12)
+    wide: bool = False  # full width, the table under the chart rather than beside it
 
 
 def _pct(value: float | None) -> float | None:
     return None if value is None else round(value * 100, 1)
 
 
-def charts_of(rows: list[dict[str, Any]]) -> list[Chart]:
-    """The dashboard's charts from execution report rows (one row per agency)."""
+def monthly_chart(monthly: dict[str, Any]) -> Chart:
+    """Findings by month: one stacked bar per finding kind, inspections completed as a line."""
+    items = monthly["items"]
+    return Chart(
+        "findings-by-month",
+        "bar",
+        [str(i["month"]) for i in items],
+        [Series([i["findings"][k] for i in items], finding=k) for k in monthly["kinds"]]
+        + [
+            Series(
+                [i["inspections_completed"] for i in items],
+                key="inspections_completed",
+                line=True,
+            )
+        ],
+        stacked=True,
+        label_kind="month",
+        wide=True,
+    )
+
+
+def charts_of(rows: list[dict[str, Any]], monthly: dict[str, Any] | None = None) -> list[Chart]:
+    """The dashboard's charts from execution report rows (one row per agency) and months."""
     names = [r["agency_name"] for r in rows]
     kinds = sorted({k for r in rows for k in (r.get("findings") or {})})
     return [
@@ -93,6 +120,7 @@ def charts_of(rows: list[dict[str, Any]]) -> list[Chart]:
             stacked=True,
             label_kind="finding",
         ),
+        *([monthly_chart(monthly)] if monthly is not None else []),
         Chart(
             "surveys",
             "bar",
@@ -106,25 +134,30 @@ def charts_of(rows: list[dict[str, Any]]) -> list[Chart]:
     ]
 
 
-async def _report(p: Page, year: int) -> list[dict[str, Any]]:
+def _agency(p: Page) -> str | None:
     # the same scoping as GET /v1/reports/execution: an agency's officials see their own row
-    agency = None if p.user.sees_everything else p.user.agency_code
-    return await reports.execution_report(p.session, year, agency)
+    return None if p.user.sees_everything else p.user.agency_code
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
 async def dashboard(p: Official, year: Year = None) -> Response:
     """Charts of the execution report, each with its numbers as a table and a CSV link."""
     year = year or local_today().year
-    rows = await _report(p, year)
-    return p.render("dashboard.html", year=year, charts=charts_of(rows), rows=rows)
+    rows = await reports.execution_report(p.session, year, _agency(p))
+    monthly = await reports.findings_by_month(p.session, year, _agency(p))
+    return p.render("dashboard.html", year=year, charts=charts_of(rows, monthly), rows=rows)
 
 
 @router.get("/dashboard/{chart_id}.csv")
 async def chart_csv(chart_id: str, p: Official, year: Year = None) -> Response:
     """One chart's numbers as CSV (UTF-8 with BOM, so spreadsheet programs read Chinese)."""
     year = year or local_today().year
-    chart = next((c for c in charts_of(await _report(p, year)) if c.id == chart_id), None)
+    chart: Chart | None
+    if chart_id == "findings-by-month":
+        chart = monthly_chart(await reports.findings_by_month(p.session, year, _agency(p)))
+    else:
+        rows = await reports.execution_report(p.session, year, _agency(p))
+        chart = next((c for c in charts_of(rows) if c.id == chart_id), None)
     if chart is None:
         raise NotFound(f"There is no chart {chart_id}.")
     body = environment(p.locale).get_template("chart.csv").render(chart=chart)
