@@ -282,3 +282,58 @@ async def test_if_match_stale_is_412_and_current_works(
         f"/v1/check-requests/{rid}/approve", headers={**world.approver, "If-Match": '"1"'}
     )
     assert r.status_code == 409
+
+
+async def test_submission_without_key_writes_request_event_and_audit_together(
+    client: httpx.AsyncClient, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # No Idempotency-Key: the request, its event and its audit row are one statement outside a
+    # transaction; what the event says and what the audit row says must be the same record.
+    r = await client.post(
+        "/v1/check-requests", json=request_body(world.usccs[1]), headers=world.scheduler
+    )
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    async with sessionmaker() as s:
+        event = (
+            await s.execute(
+                text(
+                    "SELECT aggregate_id, aggregate_seq, enterprise_uscc, agency_codes, payload "
+                    "FROM event WHERE type = 'check_request.submitted'"
+                )
+            )
+        ).one()
+        audit = (
+            await s.execute(
+                text("SELECT object_id, after FROM audit_log WHERE action = 'check_request.submit'")
+            )
+        ).one()
+        stored = (
+            await s.execute(
+                text("SELECT status, version, matters FROM check_request WHERE id = :i"),
+                {"i": rid},
+            )
+        ).one()
+    assert (event.aggregate_id, event.aggregate_seq) == (str(rid), 1)
+    assert (event.enterprise_uscc, list(event.agency_codes)) == (world.usccs[1], ["SCJG"])
+    assert event.payload == audit.after
+    assert audit.object_id == str(rid)
+    assert event.payload["check_request_id"] == rid
+    assert event.payload["categories"] == ["food_safety"]
+    assert event.payload["status"] == "pending"
+    assert event.payload["inspection_id"] is None
+    assert (stored.status, stored.version, list(stored.matters)) == ("pending", 1, ["SCJG-001"])
+
+
+async def test_refused_submission_writes_nothing(
+    client: httpx.AsyncClient, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    tables = ("check_request", "event", "audit_log")
+    before = [await _count(sessionmaker, f"SELECT count(*) FROM {t}") for t in tables]
+    body = request_body("91350100M000100Y43", matters=["SCJG-001", "NOPE-9"])
+    r = await client.post("/v1/check-requests", json=body, headers=world.scheduler)
+    assert r.status_code == 422, r.text
+    fields = {e["field"] for e in r.json()["errors"]}
+    assert {"enterprise", "matters.1"} <= fields
+    after = [await _count(sessionmaker, f"SELECT count(*) FROM {t}") for t in tables]
+    assert after == before

@@ -70,7 +70,10 @@ async def submit_check_request(
         if claim.replay is not None:
             return claim.replay.response()
     try:
-        view = await service.submit(session, actor, body, settings=settings)
+        # Without a key to store in the same transaction, the submission needs none.
+        view = await service.submit(
+            session, actor, body, settings=settings, autocommit=claim is None
+        )
         content = read_of(view.row, view.precheck).model_dump_json()
         if claim is not None:
             await idempotency.complete(session, claim, status.HTTP_201_CREATED, content)

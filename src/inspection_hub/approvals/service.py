@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
@@ -31,7 +32,7 @@ from inspection_hub.errors import (
     ValidationFailed,
 )
 from inspection_hub.events import types as ev
-from inspection_hub.events.outbox import emit
+from inspection_hub.events.outbox import emit, write_with_event
 from inspection_hub.inspections.models import Inspection
 from inspection_hub.inspections.service import create_inspection, keyring_for
 from inspection_hub.inspections.state import InspectionStatus
@@ -99,6 +100,17 @@ def _validate_window(data: CheckRequestCreate, today: date, policy: Policy | Non
 
 # Built once: values bound per call, so no per-request statement construction or coercion.
 _INSERT_REQUEST = insert(T).returning(*T.c)
+_REQUEST_COLUMNS = (
+    "id", "enterprise_uscc", "agency_code", "requester_id", "requester_name", "matters", "basis",
+    "basis_ref", "reason", "window_start", "window_end", "emergency", "status", "version",
+    "policy_version", "submitted_at", "decision_due_at", "expires_at", "emergency_due_at",
+    "inspection_id", "created_at", "updated_at",
+)  # fmt: skip
+_INSERT_REQUEST_SQL = (
+    f"INSERT INTO check_request ({', '.join(_REQUEST_COLUMNS)}) "
+    f"VALUES ({', '.join(':r_' + c for c in _REQUEST_COLUMNS)}) "
+    "RETURNING *"
+)
 
 
 async def submit(
@@ -108,8 +120,15 @@ async def submit(
     *,
     settings: Settings,
     now: datetime | None = None,
+    autocommit: bool = False,
 ) -> RequestView:
-    """File a request (pending), with its deadline and pre-check; an emergency is scheduled now."""
+    """File a request (pending), with its deadline and pre-check; an emergency is scheduled now.
+
+    With ``autocommit`` (a fresh session, no Idempotency-Key to store with the answer, not an
+    emergency), the submission runs without a transaction: one read statement, then the request,
+    its event and its audit row in one write statement. Otherwise in the session's transaction.
+    """
+    autocommit = autocommit and not data.emergency
     actor.ensure_agency(data.agency)
     now = now or utcnow()
     today = now.astimezone(SHANGHAI).date()
@@ -142,7 +161,12 @@ async def submit(
     if uscc is None:
         errors.append(_err("enterprise", f"is not a valid USCC ({reason})"))
     # One round trip: the matters and the enterprise's facts around the year.
-    loaded, matters = await load_submission_rows(session, uscc, data.window.start.year, seen)
+    if autocommit:
+        # No transaction: the read below and the one write statement commit on their own
+        # (no BEGIN/COMMIT round trips); the write is all-or-nothing as one statement.
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    reads = await load_submission_rows(session, uscc, data.window.start.year, seen)
+    loaded, matters, request_id = reads.facts, reads.matters, reads.request_id
     for i, code in enumerate(codes):
         m = matters.get(code)
         if m is None:
@@ -162,44 +186,49 @@ async def submit(
     rules = policy.check_requests
     due = add_working_days(now, rules.decision_working_days)
     expires = add_working_days(due, rules.escalation_to_expiry_working_days)
-    row = (
-        (
-            await session.execute(
-                _INSERT_REQUEST,
-                {
-                    "enterprise_uscc": uscc,
-                    "agency_code": data.agency,
-                    "requester_id": actor.user_id,
-                    "requester_name": actor.display_name,
-                    "matters": codes,
-                    "basis": data.basis,
-                    "basis_ref": data.basis_ref,
-                    "reason": data.reason,
-                    "window_start": data.window.start,
-                    "window_end": data.window.end,
-                    "emergency": data.emergency,
-                    "status": PENDING,
-                    "version": 1,
-                    "policy_version": policy.version,
-                    "submitted_at": now,
-                    "decision_due_at": due,
-                    "expires_at": expires,
-                    "emergency_due_at": (
-                        now + timedelta(hours=rules.emergency_approval_hours)
-                        if data.emergency
-                        else None
-                    ),
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
-        )
-        .mappings()
-        .one()
+    values: dict[str, Any] = {
+        "id": request_id,
+        "enterprise_uscc": uscc,
+        "agency_code": data.agency,
+        "requester_id": actor.user_id,
+        "requester_name": actor.display_name,
+        "matters": codes,
+        "basis": data.basis,
+        "basis_ref": data.basis_ref,
+        "reason": data.reason,
+        "window_start": data.window.start,
+        "window_end": data.window.end,
+        "emergency": data.emergency,
+        "status": PENDING,
+        "version": 1,
+        "policy_version": policy.version,
+        "submitted_at": now,
+        "decision_due_at": due,
+        "expires_at": expires,
+        "emergency_due_at": (
+            now + timedelta(hours=rules.emergency_approval_hours) if data.emergency else None
+        ),
+        "inspection_id": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    categories = frozenset(matters[c].category for c in codes)
+    # Computed before anything is written: nothing can fail after the write.
+    precheck = build_precheck(
+        loaded,
+        actor,
+        policy,
+        request_id=request_id,
+        agency_code=data.agency,
+        categories=categories,
+        basis=data.basis,
+        window_start=data.window.start,
+        window_end=data.window.end,
     )
-    request_id = int(row["id"])
     if data.emergency:
-        # 先行检查: scheduled at once, pending approval (design section 4).
+        # 先行检查: scheduled at once, pending approval (design section 4); the inspection
+        # references the request, so the request is written first, the event last.
+        row = (await session.execute(_INSERT_REQUEST, values)).mappings().one()
         inspection = await create_inspection(
             session,
             actor,
@@ -215,34 +244,38 @@ async def submit(
             emergency=True,
         )
         row = await _set_inspection(session, row, inspection.id)
-
-    categories = frozenset(matters[c].category for c in codes)
-    payload = _payload(row) | {"categories": sorted(categories)}
-    # The event and the audit row in one statement.
-    await emit(
-        session,
-        ev.CHECK_REQUEST_SUBMITTED,
-        request_id,
-        payload,
-        enterprise_uscc=uscc,
-        agency_codes=[data.agency],
-        audit=AuditEntry(actor, "check_request.submit", "check_request", request_id, after=payload),
-    )
-    precheck = build_precheck(
-        loaded,
-        actor,
-        policy,
-        request_id=request_id,
-        agency_code=data.agency,
-        categories=categories,
-        basis=data.basis,
-        window_start=data.window.start,
-        window_end=data.window.end,
-    )
+        payload = _payload(row) | {"categories": sorted(categories)}
+        await emit(
+            session,
+            ev.CHECK_REQUEST_SUBMITTED,
+            request_id,
+            payload,
+            enterprise_uscc=uscc,
+            agency_codes=[data.agency],
+            audit=AuditEntry(
+                actor, "check_request.submit", "check_request", request_id, after=payload
+            ),
+        )
+    else:
+        # The request, its event and its audit row: one statement.
+        payload = _payload(values) | {"categories": sorted(categories)}
+        (row,) = await write_with_event(
+            session,
+            _INSERT_REQUEST_SQL,
+            {"r_" + k: v for k, v in values.items()},
+            ev.CHECK_REQUEST_SUBMITTED,
+            request_id,
+            payload,
+            enterprise_uscc=uscc,
+            agency_codes=[data.agency],
+            audit=AuditEntry(
+                actor, "check_request.submit", "check_request", request_id, after=payload
+            ),
+        )
     return RequestView(row, precheck)
 
 
-def _payload(row: RowMapping) -> dict[str, Any]:
+def _payload(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     """The event/audit payload of a request (see docs/events.md)."""
     return {
         "check_request_id": row["id"],

@@ -243,7 +243,8 @@ async def load_enterprise_rows(
 # enterprise still reports the matters) and, when a well-formed USCC was given, the enterprise's
 # facts around the year exactly as load_enterprise_rows loads them.
 _SUBMISSION_SQL = (
-    "SELECT m.matters, f.* FROM (SELECT json_agg(json_build_array(code, agency_code, category)) "
+    "SELECT m.matters, nextval(pg_get_serial_sequence('check_request', 'id')) AS new_request_id, "
+    "f.* FROM (SELECT json_agg(json_build_array(code, agency_code, category)) "
     "AS matters FROM matter WHERE code = ANY($6::varchar[])) m "
     "LEFT JOIN LATERAL conflict_facts($1::bpchar, $2::date, $3::date, $4::date, $5::boolean, "
     "'{}'::bigint[], false, '{}'::bigint[], NULL::date, NULL::text, NULL::text) f "
@@ -260,11 +261,22 @@ class MatterRow:
     category: str
 
 
+@dataclass(frozen=True, slots=True)
+class SubmissionRows:
+    """What a check-request submission reads before it writes."""
+
+    facts: EnterpriseFacts | None
+    matters: dict[str, MatterRow]
+    request_id: int
+
+
 async def load_submission_rows(
     session: AsyncSession, uscc: str | None, year: int, matter_codes: Iterable[str]
-) -> tuple[EnterpriseFacts | None, dict[str, MatterRow]]:
-    """A check request's reads in one statement: its matters by code, and the enterprise's
-    facts as ``load_enterprise_rows`` returns them (None when ``uscc`` is None or unknown)."""
+) -> SubmissionRows:
+    """A check request's reads in one statement: its matters by code, the enterprise's facts as
+    ``load_enterprise_rows`` returns them (None when ``uscc`` is None or unknown), and a new
+    request id from the table's sequence (unused, like any sequence value, if the request is
+    refused), so the request, its event and its audit row can be written by one statement."""
     lo = date(year, 1, 1) - timedelta(days=LOOKAROUND_DAYS)
     hi = date(year, 12, 31) + timedelta(days=LOOKAROUND_DAYS)
     conn = await session.connection()
@@ -276,7 +288,8 @@ async def load_submission_rows(
     raw = row["matters"]
     listed = json.loads(raw) if isinstance(raw, str | bytes) else (raw or [])
     matters = {c: MatterRow(c, a, k) for c, a, k in listed}
-    return (_parse_facts(row) if row["uscc"] is not None else None), matters
+    facts = _parse_facts(row) if row["uscc"] is not None else None
+    return SubmissionRows(facts, matters, int(row["new_request_id"]))
 
 
 async def load_enterprise_facts(

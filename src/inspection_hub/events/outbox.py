@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import weakref
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inspection_hub.audit.service import INSERT_SQL, AuditEntry
@@ -70,6 +71,58 @@ async def emit(
     else:
         result = await session.execute(_INSERT_WITH_AUDIT, params | audit.params())
     return int(result.scalar_one())
+
+
+@lru_cache(maxsize=64)
+def _with_event(write_sql: str) -> TextClause:
+    return text(
+        f"WITH w AS ({write_sql}), ev AS ({_INSERT_SQL}), au AS ({INSERT_SQL}) "
+        "SELECT w.* FROM w, ev"
+    )
+
+
+_OWN_PARAMS = frozenset(
+    {"type", "version", "agg_type", "agg_id", "uscc", "agencies", "payload"}
+    | {"actor_id", "actor_name", "role", "action", "object_type", "object_id"}
+    | {"before", "after", "request_id"}
+)
+
+
+async def write_with_event(
+    session: AsyncSession,
+    write_sql: str,
+    write_params: dict[str, Any],
+    event_type: EventType,
+    aggregate_id: str | int,
+    payload: dict[str, Any],
+    *,
+    audit: AuditEntry,
+    enterprise_uscc: str | None = None,
+    agency_codes: list[str] | None = None,
+) -> list[Any]:
+    """Run a data-modifying statement ``write_sql`` (with ``RETURNING``), its event and its audit
+    row as one statement; return the write's rows.
+
+    Run outside a transaction (an autocommit connection), this is a whole write in one round
+    trip and one implicit transaction: all three rows or none. ``write_params`` must not reuse
+    the event's or the audit row's parameter names.
+    """
+    import json
+
+    clash = _OWN_PARAMS & write_params.keys()
+    if clash:
+        raise ValueError(f"parameter names reserved by the outbox and audit: {sorted(clash)}")
+    params = {
+        "type": event_type.name,
+        "version": event_type.version,
+        "agg_type": event_type.aggregate,
+        "agg_id": str(aggregate_id),
+        "uscc": enterprise_uscc,
+        "agencies": sorted(set(agency_codes or [])),
+        "payload": json.dumps(payload, ensure_ascii=False, default=str),
+    }
+    result = await session.execute(_with_event(write_sql), write_params | params | audit.params())
+    return list(result.mappings().all())
 
 
 async def notify_once(session: AsyncSession, channel: str = NOTIFY_CHANNEL) -> None:
