@@ -303,8 +303,9 @@ def scenario_approval(ctx: Context) -> list[Figure]:
             note=f"target >= 40 %; its own ceiling {own['rps']:,.0f} req/s "
             f"({approve['rps'] / own['rps'] * 100:.0f} %); correctness "
             f"{'OK' if data['correct'] else 'FAILED'} ({data['db']['approved']:,} approved, each "
-            f"1 decision, 1 audit row, 1 event); CPU/request server {approve['server_cpu_ms']} ms "
-            f"vs ceiling {own['server_cpu_ms']} ms",
+            f"1 decision, 1 audit row, 1 event); CPU/request server {approve['server_cpu_ms']} + "
+            f"PostgreSQL {approve['db_cpu_ms']} ms, ceiling {own['server_cpu_ms']} + "
+            f"{own['db_cpu_ms']} ms",
         )
     ]
 
