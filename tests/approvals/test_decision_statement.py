@@ -7,14 +7,17 @@ the system (inspections.service, events.outbox, the audit chain) produces on its
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import httpx
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inspection_hub.config import Settings
+from inspection_hub.events.outbox import NOTIFY_CHANNEL
 from inspection_hub.inspections.models import Inspection
 from inspection_hub.inspections.service import keyring_for, load_matters, scheduled_payload
 from inspection_hub.kit.timeutil import local_today
@@ -282,20 +285,31 @@ async def test_a_dropped_connection_fails_one_decision_and_is_not_reused(
         ) as own,
     ):
         r = await own.get(f"/v1/check-requests/{first['id']}", headers=world.approver)
-        assert r.status_code == 200  # the pool now holds an idle connection
-        async with sessionmaker() as s:
+        assert r.status_code == 200  # the pool now holds one idle connection
+        async with app.state.engine.connect() as pooled:  # that one, checked out and back
+            pid = (await pooled.get_raw_connection()).driver_connection.get_server_pid()
+        async with sessionmaker() as s:  # only this app's connection: the shared app keeps its
             killed = (
-                await s.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                        "AND application_name = 'inspection-hub'"
-                    )
-                )
+                await s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             ).scalar_one()
-        assert killed >= 1
+        assert killed is True
         r = await own.post(f"/v1/check-requests/{first['id']}/approve", headers=world.approver)
         assert r.status_code == 500
         for filed in (first, second):
             r = await own.post(f"/v1/check-requests/{filed['id']}/approve", headers=world.approver)
             assert r.status_code == 200, r.text
+
+
+async def test_an_approval_wakes_the_event_workers(
+    client: httpx.AsyncClient, world: World, database_url: str
+) -> None:
+    filed = await _file(client, world)
+    listener = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    try:
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: woken.put_nowait(args[2]))
+        r = await client.post(f"/v1/check-requests/{filed['id']}/approve", headers=world.approver)
+        assert r.status_code == 200, r.text
+        assert await asyncio.wait_for(woken.get(), timeout=10) == NOTIFY_CHANNEL
+    finally:
+        await listener.close()

@@ -38,7 +38,7 @@ from inspection_hub.errors import (
     ValidationFailed,
 )
 from inspection_hub.events import types as ev
-from inspection_hub.events.outbox import NOTIFY_CHANNEL, emit
+from inspection_hub.events.outbox import emit
 from inspection_hub.inspections.codes import CodeKeyring
 from inspection_hub.inspections.models import Inspection
 from inspection_hub.inspections.service import create_inspection, keyring_for
@@ -634,13 +634,14 @@ WITH decided AS (
     WHERE e.agg_id IS NOT NULL
     ORDER BY e.k
 )
-SELECT d.*, pg_notify($29, '') IS NULL AS woken FROM decided d
+SELECT d.* FROM decided d
 """
 """The decision and everything it writes, as one statement: the conditional UPDATE (exactly
 once: only a pending request at the expected version changes), the approval's inspection with
 its matters and signed code, the audit rows and the outbox events (aggregate sequence and
-commit order as `events.outbox.emit` assigns them) and the workers' wake-up. Every insert
-reads from the UPDATE's result, so a decision that lost a race writes nothing at all.
+commit order as `events.outbox.emit` assigns them; the `event_notify` trigger wakes the
+workers). Every insert reads from the UPDATE's result, so a decision that lost a race writes
+nothing at all.
 
 The audit rows and events sit in fixed slots (the inspection's, when there is one, then the
 decision's) rather than in arrays: PostgreSQL can then keep one generic plan for the statement
@@ -771,7 +772,6 @@ async def decide_at_once(
             decision.version,
             decision.aggregate,
             [row["agency_code"]],
-            NOTIFY_CHANNEL,
         )
     except asyncpg.DataError as exc:  # a value PostgreSQL cannot hold (NUL in the comment)
         raise ValidationFailed(
