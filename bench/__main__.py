@@ -273,6 +273,43 @@ def scenario_checkrequest(ctx: Context) -> list[Figure]:
     ]
 
 
+def scenario_approval(ctx: Context) -> list[Figure]:
+    """Approvals over HTTP under wrk, each request approved once (bench/approval_bench.py)."""
+    import json
+
+    scale = ctx.scale
+    args = [
+        "--enterprises", str(min(scale.enterprises, 1_000_000)),
+        "--requests", str(4_000 + 3_000 * scale.http_seconds),
+        "--seconds", str(scale.http_seconds),
+        "--connections", str(scale.connections),
+    ]  # fmt: skip
+    if ctx.profile_dir is not None:
+        args += ["--profile", str(ctx.profile_dir / "approval.txt")]
+    out = _run_module(ctx, "bench.approval_bench", *args)
+    data = json.loads(out[out.index("\n{") + 1 :])
+    approve, insert = data["approve"], ctx.http["insert"]
+    own = data["ceiling"]
+    return [
+        Figure(
+            f"approval decision POST /v1/check-requests/{{id}}/approve ({data['enterprises']:,} "
+            "ent.)",
+            f"{approve['rps']:,.0f} req/s",
+            f"FastAPI insert {insert.rps:,.0f} req/s",
+            _ratio(approve["rps"], insert.rps),
+            approve["p50_ms"],
+            approve["p99_ms"],
+            data["peak_mib"],
+            note=f"target >= 40 %; its own ceiling {own['rps']:,.0f} req/s "
+            f"({approve['rps'] / own['rps'] * 100:.0f} %); correctness "
+            f"{'OK' if data['correct'] else 'FAILED'} ({data['db']['approved']:,} approved, each "
+            f"1 decision, 1 audit row, 1 event); CPU/request server {approve['server_cpu_ms']} + "
+            f"PostgreSQL {approve['db_cpu_ms']} ms, ceiling {own['server_cpu_ms']} + "
+            f"{own['db_cpu_ms']} ms",
+        )
+    ]
+
+
 def scenario_detector(ctx: Context) -> list[Figure]:
     """Pre-check latency and detector throughput (bench/detector_bench.py)."""
     n = ctx.scale.enterprises if ctx.scale.name != "province" else 1_000_000
@@ -387,11 +424,7 @@ SCENARIOS: dict[str, tuple[str, str | None, Callable[[Context], list[Figure]]]] 
         "bench.checkrequest_bench",
         scenario_checkrequest,
     ),
-    "approval": (
-        "approval decision over HTTP",
-        "bench.approval_bench",
-        _generic("bench.approval_bench", lambda s: [], "approval decision"),
-    ),
+    "approval": ("approval decision over HTTP", "bench.approval_bench", scenario_approval),
     "detector": ("detector throughput", "bench.detector_bench", scenario_detector),
     "events": ("event lag at 500 events/s", "bench.events_bench", scenario_events),
     "survey": ("survey dispatch", "bench.survey_bench", scenario_survey),
@@ -442,8 +475,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="run the read scenario's server under pyinstrument (its figures then include the "
-        "profiler's overhead: take figures from a run without --profile)",
+        help="run the read and approval scenarios' servers under pyinstrument (their figures "
+        "then include the profiler's overhead: take figures from a run without --profile)",
     )
     parser.add_argument("--log", type=Path, default=None, help="write every module's output here")
     args = parser.parse_args()
@@ -490,7 +523,7 @@ def main() -> None:
     print_table(figures)
     print(f"\n# load average at end {loadavg()}")
     if profile_dir is not None:
-        print(f"# profile: {profile_dir / 'inspection_read.txt'}")
+        print(f"# profiles: {profile_dir}/inspection_read.txt, {profile_dir}/approval.txt")
     if args.log:
         args.log.write_text("\n".join(ctx.log), encoding="utf-8")
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inspection_hub.approvals import service
 from inspection_hub.approvals.schemas import (
@@ -18,7 +21,8 @@ from inspection_hub.approvals.state import Action, CheckRequestStatus
 from inspection_hub.auth.deps import authorize
 from inspection_hub.auth.principal import Principal, Role
 from inspection_hub.config import Settings
-from inspection_hub.db.deps import SessionDep
+from inspection_hub.db.deps import DriverConnection, SessionDep
+from inspection_hub.db.session import unit_of_work
 from inspection_hub.kit import idempotency
 from inspection_hub.kit.etag import parse_if_match
 from inspection_hub.kit.schema import Page
@@ -125,44 +129,67 @@ async def get_check_request(
     return read_of(view.row, view.precheck)
 
 
+@asynccontextmanager
+async def _statement_connection(request: Request) -> AsyncIterator[DriverConnection]:
+    """A pooled driver connection in autocommit, for a decision made in one statement.
+
+    No session and no BEGIN/COMMIT: the statement is its own transaction. A connection found
+    closed is invalidated, so the pool does not hand it out again.
+    """
+    engine: AsyncEngine = request.app.state.engine
+    async with engine.connect() as conn:
+        driver: DriverConnection = (await conn.get_raw_connection()).driver_connection
+        try:
+            yield driver
+        except BaseException:
+            if driver.is_closed():
+                await conn.invalidate()
+            raise
+
+
 async def _decide(
     request: Request,
-    response: Response,
-    session: SessionDep,
     actor: Principal,
     request_id: int,
     action: Action,
     comment: str | None,
     if_match: str | None,
-) -> CheckRequestRead:
-    row = await service.decide(
-        session,
-        actor,
-        request_id,
-        action,
-        comment=comment,
-        if_match=parse_if_match(if_match),
-        settings=request.app.state.settings,
+) -> Response:
+    settings: Settings = request.app.state.settings
+    version = parse_if_match(if_match)
+    async with _statement_connection(request) as conn:
+        row = await service.decide_at_once(
+            conn, actor, request_id, action, comment=comment, if_match=version, settings=settings
+        )
+    if row is None:  # an emergency request's inspection to cancel too: several statements
+        async with unit_of_work(request.app.state.sessionmaker) as session:
+            row = await service.decide(
+                session,
+                actor,
+                request_id,
+                action,
+                comment=comment,
+                if_match=version,
+                settings=settings,
+            )
+    return Response(
+        read_of(row).model_dump_json(),
+        media_type="application/json",
+        headers=_etag(row["version"]),
     )
-    response.headers.update(_etag(row["version"]))
-    return read_of(row)
 
 
 @router.post("/{request_id}/approve", response_model=CheckRequestRead)
 async def approve_check_request(
     request_id: int,
     request: Request,
-    response: Response,
-    session: SessionDep,
     actor: Approver,
     if_match: IfMatch = None,
     body: DecisionBody | None = None,
-) -> CheckRequestRead:
+) -> Response:
     """Approve (agency head, not the requester); creates the unplanned inspection."""
     comment = body.comment if body else None
-    return await _decide(
-        request, response, session, actor, request_id, Action.approve, comment, if_match
-    )
+    return await _decide(request, actor, request_id, Action.approve, comment, if_match)
 
 
 @router.post("/{request_id}/reject", response_model=CheckRequestRead)
@@ -170,29 +197,21 @@ async def reject_check_request(
     request_id: int,
     body: DecisionBody,
     request: Request,
-    response: Response,
-    session: SessionDep,
     actor: Approver,
     if_match: IfMatch = None,
-) -> CheckRequestRead:
+) -> Response:
     """Reject with a comment (agency head, not the requester); an emergency check is cancelled."""
-    return await _decide(
-        request, response, session, actor, request_id, Action.reject, body.comment, if_match
-    )
+    return await _decide(request, actor, request_id, Action.reject, body.comment, if_match)
 
 
 @router.post("/{request_id}/withdraw", response_model=CheckRequestRead)
 async def withdraw_check_request(
     request_id: int,
     request: Request,
-    response: Response,
-    session: SessionDep,
     actor: Scheduler,
     if_match: IfMatch = None,
     body: DecisionBody | None = None,
-) -> CheckRequestRead:
+) -> Response:
     """Withdraw a pending request (its requester only)."""
     comment = body.comment if body else None
-    return await _decide(
-        request, response, session, actor, request_id, Action.withdraw, comment, if_match
-    )
+    return await _decide(request, actor, request_id, Action.withdraw, comment, if_match)

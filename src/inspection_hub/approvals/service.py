@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import Table, and_, insert, or_, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +27,8 @@ from inspection_hub.audit.service import AuditEntry, record
 from inspection_hub.auth.principal import Principal
 from inspection_hub.config import Settings
 from inspection_hub.conflicts.facts import load_enterprise_rows, load_submission_rows
+from inspection_hub.db.deps import DriverConnection
+from inspection_hub.db.session import driver_connection
 from inspection_hub.enterprises.schemas import check_uscc
 from inspection_hub.errors import (
     Conflict,
@@ -33,9 +39,11 @@ from inspection_hub.errors import (
 )
 from inspection_hub.events import types as ev
 from inspection_hub.events.outbox import emit, write_with_event
+from inspection_hub.inspections.codes import CodeKeyring
 from inspection_hub.inspections.models import Inspection
 from inspection_hub.inspections.service import create_inspection, keyring_for
 from inspection_hub.inspections.state import InspectionStatus
+from inspection_hub.kit.context import request_id_var
 from inspection_hub.kit.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from inspection_hub.kit.timeutil import utcnow
 from inspection_hub.kit.workdays import SHANGHAI, add_working_days
@@ -415,25 +423,15 @@ _DECIDE = text(
 )
 
 
-async def decide(
-    session: AsyncSession,
+def _check_decision(
     actor: Principal,
-    request_id: int,
+    row: Mapping[Any, Any],
     action: Action,
-    *,
     comment: str | None,
     if_match: int | None,
-    settings: Settings,
-    now: datetime | None = None,
-) -> RowMapping:
-    """Approve, reject or withdraw exactly once: one conditional UPDATE on status and version.
-
-    Approval creates the unplanned inspection in the same transaction; rejecting or withdrawing
-    an emergency request cancels its inspection. 403 for another agency or self-approval, 409
-    when the request is no longer pending, 412 on a stale If-Match.
-    """
-    now = now or utcnow()
-    row = await _row_by_id(session, request_id)
+) -> None:
+    """The rules a decision passes before any write: 403 (agency, self-approval, someone
+    else's withdrawal), 422 (rejection without a comment), 409 (final), 412 (stale If-Match)."""
     actor.ensure_agency(row["agency_code"])
     if action is Action.withdraw:
         if actor.user_id != row["requester_id"]:
@@ -445,11 +443,90 @@ async def decide(
             "A rejection needs a comment.", errors=[_err("comment", "required to reject")]
         )
     if row["status"] != PENDING:
-        raise _already_final(row)
+        raise _already_final(cast(RowMapping, row))
     if if_match is not None and if_match != row["version"]:
         raise PreconditionFailed(
-            f"Check request {request_id} is at version {row['version']}, not {if_match}."
+            f"Check request {row['id']} is at version {row['version']}, not {if_match}."
         )
+
+
+def _decision_payload(
+    decided: Mapping[Any, Any],
+    actor: Principal,
+    now: datetime,
+    comment: str | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The audit `after` and event payload of a decision (see docs/events.md)."""
+    return _payload(cast(RowMapping, decided)) | {
+        "decided_by": actor.user_id,
+        "decided_by_name": actor.display_name,
+        "decided_at": now.isoformat(),
+        "comment": comment,
+        **extra,
+    }
+
+
+async def decide(
+    session: AsyncSession,
+    actor: Principal,
+    request_id: int,
+    action: Action,
+    *,
+    comment: str | None,
+    if_match: int | None,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Mapping[Any, Any]:
+    """Approve, reject or withdraw exactly once, in the session's transaction.
+
+    Most decisions are `decide_at_once` on the session's connection; rejecting or withdrawing
+    an emergency request also cancels its inspection, step by step (`_decide_in_session`).
+    """
+    now = now or utcnow()
+    decided = await decide_at_once(
+        await driver_connection(session),
+        actor,
+        request_id,
+        action,
+        comment=comment,
+        if_match=if_match,
+        settings=settings,
+        now=now,
+    )
+    if decided is not None:
+        return decided
+    return await _decide_in_session(
+        session,
+        actor,
+        request_id,
+        action,
+        comment=comment,
+        if_match=if_match,
+        settings=settings,
+        now=now,
+    )
+
+
+async def _decide_in_session(
+    session: AsyncSession,
+    actor: Principal,
+    request_id: int,
+    action: Action,
+    *,
+    comment: str | None,
+    if_match: int | None,
+    settings: Settings,
+    now: datetime,
+) -> RowMapping:
+    """Approve, reject or withdraw exactly once: one conditional UPDATE on status and version.
+
+    Approval creates the unplanned inspection in the same transaction; rejecting or withdrawing
+    an emergency request cancels its inspection. 403 for another agency or self-approval, 409
+    when the request is no longer pending, 412 on a stale If-Match.
+    """
+    row = await _row_by_id(session, request_id)
+    _check_decision(actor, row, action, comment, if_match)
     target = next_status(row["status"], action)
     decided = (
         (
@@ -498,13 +575,7 @@ async def decide(
     elif action is not Action.approve and row["emergency"] and row["inspection_id"] is not None:
         extra["inspection"] = await _cancel_emergency_inspection(session, actor, decided, action)
 
-    payload = _payload(decided) | {
-        "decided_by": actor.user_id,
-        "decided_by_name": actor.display_name,
-        "decided_at": now.isoformat(),
-        "comment": comment,
-        **extra,
-    }
+    payload = _decision_payload(decided, actor, now, comment, extra)
     await record(
         session,
         actor,
@@ -523,6 +594,230 @@ async def decide(
         agency_codes=[row["agency_code"]],
     )
     return decided
+
+
+# --- a decision in one statement ---------------------------------------------------------------
+
+_DECISION_READ = """
+SELECT c.*,
+       CASE WHEN $2::boolean AND c.status = 'pending' AND NOT c.emergency
+            THEN nextval(pg_get_serial_sequence('inspection', 'id')) END AS next_inspection_id,
+       m.codes AS matter_codes, m.agencies AS matter_agencies, m.categories AS matter_categories
+FROM check_request c
+LEFT JOIN LATERAL (
+    SELECT array_agg(m.code) AS codes, array_agg(m.agency_code) AS agencies,
+           array_agg(m.category) AS categories
+    FROM matter m WHERE m.code = ANY (c.matters)
+) m ON $2::boolean
+WHERE c.id = $1
+"""
+"""The request, the id of the inspection an approval will create (allocated ahead, so that its
+code can be signed before the write) and the request's matters, in one read."""
+
+_DECISION_WRITE = """
+WITH decided AS (
+    UPDATE check_request
+    SET status = $4, version = version + 1, decided_by = $5, decided_by_name = $6,
+        decided_at = $7, decision_comment = $8, updated_at = $7,
+        inspection_id = coalesce($9::bigint, inspection_id)
+    WHERE enterprise_uscc = $1 AND id = $2 AND status = 'pending' AND version = $3
+    RETURNING *
+), scheduled AS (
+    INSERT INTO inspection (enterprise_uscc, id, kind, status, agency_code, year, window_start,
+                            window_end, check_request_id, basis, emergency, version, code)
+    SELECT d.enterprise_uscc, $9::bigint, 'unplanned', 'scheduled', d.agency_code,
+           extract(year FROM d.window_start)::smallint, d.window_start, d.window_end, d.id,
+           d.basis, false, 1, $10
+    FROM decided d
+    WHERE $9::bigint IS NOT NULL
+    RETURNING enterprise_uscc, id
+), scheduled_matters AS (
+    INSERT INTO inspection_matter (enterprise_uscc, inspection_id, matter_code, agency_code,
+                                   category)
+    SELECT s.enterprise_uscc, s.id, m.code, m.agency_code, m.category
+    FROM scheduled s JOIN matter m ON m.code = ANY ($11::varchar[])
+), audited AS (
+    INSERT INTO audit_log (actor_id, actor_name, role, action, object_type, object_id,
+                           before, after, request_id)
+    SELECT $12, $13, $14, a.action, a.object_type, a.object_id, a.before, a.after, $15
+    FROM decided,
+         (VALUES (1, $16::text, 'inspection', $9::bigint::text, NULL::jsonb, $17::jsonb),
+                 (2, $18::text, 'check_request', $2::bigint::text, $19::jsonb, $20::jsonb))
+             AS a(k, action, object_type, object_id, before, after)
+    WHERE a.object_id IS NOT NULL
+    ORDER BY a.k
+), emitted AS (
+    INSERT INTO event (type, type_version, aggregate_type, aggregate_id, aggregate_seq,
+                       enterprise_uscc, agency_codes, payload, commit_order)
+    SELECT e.type, e.version, e.agg_type, e.agg_id, coalesce(p.aggregate_seq, 0) + 1,
+           d.enterprise_uscc, e.agencies, e.payload,
+           greatest((pg_current_xact_id()::text)::bigint, coalesce(p.commit_order, 0))
+    FROM decided d
+    CROSS JOIN (VALUES (1, $21::text, $22::int, $23::text, $9::bigint::text, $24::varchar[],
+                        $17::jsonb),
+                       (2, $25::text, $26::int, $27::text, $2::bigint::text, $28::varchar[],
+                        $20::jsonb))
+        AS e(k, type, version, agg_type, agg_id, agencies, payload)
+    LEFT JOIN LATERAL (
+        SELECT x.aggregate_seq, x.commit_order FROM event x
+        WHERE x.aggregate_type = e.agg_type AND x.aggregate_id = e.agg_id
+        ORDER BY x.aggregate_seq DESC LIMIT 1
+    ) p ON true
+    WHERE e.agg_id IS NOT NULL
+    ORDER BY e.k
+)
+SELECT d.* FROM decided d
+"""
+"""The decision and everything it writes, as one statement: the conditional UPDATE (exactly
+once: only a pending request at the expected version changes), the approval's inspection with
+its matters and signed code, the audit rows and the outbox events (aggregate sequence and
+commit order as `events.outbox.emit` assigns them; the `event_notify` trigger wakes the
+workers). Every insert reads from the UPDATE's result, so a decision that lost a race writes
+nothing at all.
+
+The audit rows and events sit in fixed slots (the inspection's, when there is one, then the
+decision's) rather than in arrays: PostgreSQL can then keep one generic plan for the statement
+instead of planning it on every execution (a third of its cost)."""
+
+
+@lru_cache(maxsize=4)
+def _code_keyring(data_dir: Path) -> CodeKeyring:
+    # keyring_for resolves the path on every call (file-system work per request)
+    return keyring_for(data_dir)
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+async def decide_at_once(
+    conn: DriverConnection,
+    actor: Principal,
+    request_id: int,
+    action: Action,
+    *,
+    comment: str | None,
+    if_match: int | None,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Mapping[Any, Any] | None:
+    """Approve, reject or withdraw exactly once: one read, then one statement.
+
+    `conn` is a driver connection, in autocommit (the statement is then its own transaction) or
+    inside a session's transaction. The rules are `decide`'s: 403 for another agency or
+    self-approval, 409 when no longer pending, 412 on a stale If-Match; approval creates the
+    unplanned inspection. Returns the decided row, or None when the decision must also cancel
+    an emergency request's inspection: that one goes through `decide`.
+    """
+    if request_id.bit_length() > 63:  # no bigint id is that large
+        raise NotFound(f"Check request {request_id} does not exist.")
+    now = now or utcnow()
+    approving = action is Action.approve
+    row = await conn.fetchrow(_DECISION_READ, request_id, approving)
+    if row is None:
+        raise NotFound(f"Check request {request_id} does not exist.")
+    _check_decision(actor, row, action, comment, if_match)
+    if not approving and row["emergency"] and row["inspection_id"] is not None:
+        return None
+    target = next_status(row["status"], action)
+    inspection_id: int | None = row["next_inspection_id"]
+    # What the conditional UPDATE will return (it only matches this version of the row).
+    decided = dict(row) | {
+        "status": target.value,
+        "version": row["version"] + 1,
+        "inspection_id": inspection_id if inspection_id is not None else row["inspection_id"],
+    }
+    code = scheduled_json = None
+    agencies: list[str] = []
+    if inspection_id is not None:
+        codes = list(row["matters"])
+        matters = {  # code: (agency, category)
+            c: (a, k)
+            for c, a, k in zip(
+                row["matter_codes"] or (),
+                row["matter_agencies"] or (),
+                row["matter_categories"] or (),
+                strict=True,
+            )
+        }
+        missing = [c for c in codes if c not in matters]
+        if missing:
+            raise ValidationFailed(
+                "Unknown matter(s): " + ", ".join(missing),
+                errors=[{"field": "matters", "detail": f"unknown matter {c}"} for c in missing],
+            )
+        code = _code_keyring(settings.data_dir).issue(
+            inspection_id=inspection_id,
+            agency_code=row["agency_code"],
+            uscc=row["enterprise_uscc"],
+            window_start=row["window_start"],
+            window_end=row["window_end"],
+        )
+        agencies = sorted({matters[c][0] for c in codes})
+        scheduled_json = _json(  # inspections.service.scheduled_payload of this inspection
+            {
+                "inspection_id": inspection_id,
+                "enterprise": row["enterprise_uscc"],
+                "agency": row["agency_code"],
+                "agencies": agencies,
+                "kind": "unplanned",
+                "basis": row["basis"],
+                "emergency": False,
+                "matters": codes,
+                "categories": sorted({matters[c][1] for c in codes}),
+                "window_start": row["window_start"].isoformat(),
+                "window_end": row["window_end"].isoformat(),
+                "inspectors": [],
+                "plan_id": None,
+                "check_request_id": request_id,
+            }
+        )
+    decision = DECISION_EVENTS[action]
+    try:
+        result = await conn.fetchrow(
+            _DECISION_WRITE,
+            row["enterprise_uscc"],
+            request_id,
+            row["version"],
+            target.value,
+            actor.user_id,
+            actor.display_name,
+            now,
+            comment,
+            inspection_id,
+            code,
+            row["matters"],
+            actor.user_id,
+            actor.username,
+            actor.role.value,
+            request_id_var.get(),
+            "inspection.schedule",
+            scheduled_json,
+            f"check_request.{action.value}",
+            _json({"status": row["status"], "version": row["version"]}),
+            _json(_decision_payload(decided, actor, now, comment, {})),
+            ev.INSPECTION_SCHEDULED.name,
+            ev.INSPECTION_SCHEDULED.version,
+            ev.INSPECTION_SCHEDULED.aggregate,
+            agencies,
+            decision.name,
+            decision.version,
+            decision.aggregate,
+            [row["agency_code"]],
+        )
+    except asyncpg.DataError as exc:  # a value PostgreSQL cannot hold (NUL in the comment)
+        raise ValidationFailed(
+            "A value in the request cannot be stored (out of range or NUL).",
+            errors=[_err("comment", "cannot be stored")],
+        ) from exc
+    if result is None:  # lost a race: someone decided between our read and our update
+        current = await conn.fetchrow("SELECT * FROM check_request WHERE id = $1", request_id)
+        if current["status"] != PENDING:
+            raise _already_final(current)
+        raise PreconditionFailed(
+            f"Check request {request_id} is at version {current['version']}, not {row['version']}."
+        )
+    return cast(Mapping[Any, Any], result)
 
 
 async def _cancel_emergency_inspection(
