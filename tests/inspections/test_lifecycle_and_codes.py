@@ -109,6 +109,10 @@ async def test_lifecycle_409_412_and_certificates(
     # scoping: another agency's scheduler sees nothing and may touch nothing
     other = await make_headers("scheduler", "YJGL")
     assert (await client.get(f"/v1/inspections/{iid}", headers=other)).status_code == 404
+    # an id no bigint can hold is simply not there (the driver would refuse to send it)
+    huge = await client.get(f"/v1/inspections/{2**63}", headers=h)
+    assert huge.status_code == 404, huge.text
+    assert huge.headers["content-type"].startswith("application/problem+json")
     assert (
         await client.post(f"/v1/inspections/{items[2]['id']}/start", headers=other)
     ).status_code == 404

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import Response
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inspection_hub.approvals import service
 from inspection_hub.approvals.schemas import (
@@ -21,7 +18,7 @@ from inspection_hub.approvals.state import Action, CheckRequestStatus
 from inspection_hub.auth.deps import authorize
 from inspection_hub.auth.principal import Principal, Role
 from inspection_hub.config import Settings
-from inspection_hub.db.deps import DriverConnection, SessionDep
+from inspection_hub.db.deps import SessionDep, autocommit_connection
 from inspection_hub.db.session import unit_of_work
 from inspection_hub.kit import idempotency
 from inspection_hub.kit.etag import parse_if_match
@@ -129,24 +126,6 @@ async def get_check_request(
     return read_of(view.row, view.precheck)
 
 
-@asynccontextmanager
-async def _statement_connection(request: Request) -> AsyncIterator[DriverConnection]:
-    """A pooled driver connection in autocommit, for a decision made in one statement.
-
-    No session and no BEGIN/COMMIT: the statement is its own transaction. A connection found
-    closed is invalidated, so the pool does not hand it out again.
-    """
-    engine: AsyncEngine = request.app.state.engine
-    async with engine.connect() as conn:
-        driver: DriverConnection = (await conn.get_raw_connection()).driver_connection
-        try:
-            yield driver
-        except BaseException:
-            if driver.is_closed():
-                await conn.invalidate()
-            raise
-
-
 async def _decide(
     request: Request,
     actor: Principal,
@@ -157,7 +136,7 @@ async def _decide(
 ) -> Response:
     settings: Settings = request.app.state.settings
     version = parse_if_match(if_match)
-    async with _statement_connection(request) as conn:
+    async with autocommit_connection(request) as conn:
         row = await service.decide_at_once(
             conn, actor, request_id, action, comment=comment, if_match=version, settings=settings
         )

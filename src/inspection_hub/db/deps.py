@@ -32,15 +32,25 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 @asynccontextmanager
-async def read_connection(request: Request) -> AsyncIterator[DriverConnection]:
-    """A pooled driver connection for a one-statement read: no session, no transaction.
+async def autocommit_connection(request: Request) -> AsyncIterator[DriverConnection]:
+    """A pooled driver connection outside any transaction: no session, no BEGIN/COMMIT.
 
-    asyncpg runs each statement in autocommit, so a read costs one round trip and none of the
-    session's bookkeeping (BEGIN, COMMIT, identity map). The connection goes back to the pool
-    unchanged (nothing was begun through SQLAlchemy, so its reset on return sends nothing).
-    Used by the hottest read routes; everything that writes keeps SessionDep.
+    asyncpg runs each statement in autocommit, so a one-statement read costs one round trip and
+    a one-statement write is its own transaction (all of it or nothing). The connection goes
+    back to the pool unchanged (nothing was begun through SQLAlchemy, so its reset on return
+    sends nothing); one found closed after an error is invalidated, so the pool does not hand it
+    out again. Used by the hottest reads and the check-request decisions; everything else keeps
+    SessionDep.
     """
     engine: AsyncEngine = request.app.state.engine
     async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        yield raw.driver_connection
+        driver: DriverConnection = (await conn.get_raw_connection()).driver_connection
+        try:
+            yield driver
+        except BaseException:
+            if driver.is_closed():
+                await conn.invalidate()
+            raise
+
+
+read_connection = autocommit_connection

@@ -558,6 +558,8 @@ async def read_inspection(
 
     ``conn`` is a driver connection (``db.deps.read_connection``): autocommit, no session.
     """
+    if inspection_id.bit_length() > 63:  # no bigint id is that large (the driver would refuse)
+        raise NotFound(f"Inspection {inspection_id} does not exist or is not visible to you.")
     row = await conn.fetchrow(_ONE_INSPECTION, inspection_id)
     if row is None:
         raise NotFound(f"Inspection {inspection_id} does not exist or is not visible to you.")
