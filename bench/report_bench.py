@@ -106,7 +106,7 @@ async def explain(url: str, verbose: bool) -> None:
     engine = make_engine(url, Settings(env="test"))
     caps = service._caps(2026)
     params = {"year": 2026, "today": date(2026, 7, 1), "classes": list(caps),
-              "caps": [caps[c] for c in caps],
+              "caps": [caps[c] for c in caps], "min_cap": min(caps.values()),
               "year_from": datetime(2026, 1, 1, tzinfo=service.LOCAL_TZ),
               "year_to": datetime(2027, 1, 1, tzinfo=service.LOCAL_TZ)}  # fmt: skip
     builders = [service._inspections_sql, service._distribution_sql, service._surveys_sql,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import weakref
 from functools import lru_cache
 from typing import Any
@@ -39,6 +40,24 @@ _INSERT_WITH_AUDIT = text(
 )
 
 
+def _event_params(
+    event_type: EventType,
+    aggregate_id: str | int,
+    payload: dict[str, Any],
+    enterprise_uscc: str | None,
+    agency_codes: list[str] | None,
+) -> dict[str, Any]:
+    return {
+        "type": event_type.name,
+        "version": event_type.version,
+        "agg_type": event_type.aggregate,
+        "agg_id": str(aggregate_id),
+        "uscc": enterprise_uscc,
+        "agencies": sorted(set(agency_codes or [])),
+        "payload": json.dumps(payload, ensure_ascii=False, default=str),
+    }
+
+
 async def emit(
     session: AsyncSession,
     event_type: EventType,
@@ -55,17 +74,7 @@ async def emit(
     statement: no round trip of its own. With ``audit``, the audit row is appended by the same
     statement (what `audit.service.record` would write, one round trip fewer).
     """
-    import json
-
-    params = {
-        "type": event_type.name,
-        "version": event_type.version,
-        "agg_type": event_type.aggregate,
-        "agg_id": str(aggregate_id),
-        "uscc": enterprise_uscc,
-        "agencies": sorted(set(agency_codes or [])),
-        "payload": json.dumps(payload, ensure_ascii=False, default=str),
-    }
+    params = _event_params(event_type, aggregate_id, payload, enterprise_uscc, agency_codes)
     if audit is None:
         result = await session.execute(_INSERT, params)
     else:
@@ -107,20 +116,10 @@ async def write_with_event(
     trip and one implicit transaction: all three rows or none. ``write_params`` must not reuse
     the event's or the audit row's parameter names.
     """
-    import json
-
     clash = _OWN_PARAMS & write_params.keys()
     if clash:
         raise ValueError(f"parameter names reserved by the outbox and audit: {sorted(clash)}")
-    params = {
-        "type": event_type.name,
-        "version": event_type.version,
-        "agg_type": event_type.aggregate,
-        "agg_id": str(aggregate_id),
-        "uscc": enterprise_uscc,
-        "agencies": sorted(set(agency_codes or [])),
-        "payload": json.dumps(payload, ensure_ascii=False, default=str),
-    }
+    params = _event_params(event_type, aggregate_id, payload, enterprise_uscc, agency_codes)
     result = await session.execute(_with_event(write_sql), write_params | params | audit.params())
     return list(result.mappings().all())
 

@@ -28,7 +28,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fastapi import Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -192,3 +194,17 @@ async def purge_expired(session: AsyncSession, *, ttl_hours: int = 24) -> int:
         {"ttl_hours": ttl_hours},
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def claim_request(request: Request, caller: _Caller, key: str, body: BaseModel) -> Claim:
+    """`claim` for a creating POST: scoped to the caller, fingerprinted by path and body, with
+    the application's TTL and in-flight settings (request.app.state)."""
+    settings = request.app.state.settings
+    return await claim(
+        request.app.state.sessionmaker,
+        scope=scope_of(caller),
+        key=key,
+        fingerprint=fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        ttl_hours=settings.idempotency_ttl_hours,
+        in_flight_seconds=settings.idempotency_in_flight_seconds,
+    )

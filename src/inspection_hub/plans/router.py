@@ -60,16 +60,7 @@ async def create_plan(
     settings = _settings(request)
     claim = None
     if idempotency_key is not None:
-        claim = await idempotency.claim(
-            request.app.state.sessionmaker,
-            scope=idempotency.scope_of(actor),
-            key=idempotency_key,
-            fingerprint=idempotency.fingerprint(
-                "POST", request.url.path, body.model_dump(mode="json")
-            ),
-            ttl_hours=settings.idempotency_ttl_hours,
-            in_flight_seconds=settings.idempotency_in_flight_seconds,
-        )
+        claim = await idempotency.claim_request(request, actor, idempotency_key, body)
         if claim.replay is not None:
             return claim.replay.response()
     try:

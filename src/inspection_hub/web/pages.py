@@ -210,7 +210,7 @@ class SignedInPage(Authorize):
             if request.method != "GET":
                 target = "/"
             raise LoginRequired(target)
-        await Authorize.__call__(self, request, current.principal)
+        self.check(request, current.principal)
         return current
 
 
