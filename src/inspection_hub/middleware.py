@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import time
 import uuid
 from typing import Any
@@ -27,6 +29,18 @@ SECURITY_HEADERS = [
 ]
 
 
+# Request ids: a random prefix per process and a counter (unique across replicas and restarts
+# with overwhelming probability, and a fraction of the cost of uuid4 per request). The prefix is
+# drawn again in a forked child, so workers never share one.
+_id_state: dict[str, Any] = {"pid": -1, "prefix": "", "counter": itertools.count(1)}
+
+
+def _new_request_id() -> str:
+    if _id_state["pid"] != os.getpid():
+        _id_state.update(pid=os.getpid(), prefix=uuid.uuid4().hex[:16], counter=itertools.count(1))
+    return f"{_id_state['prefix']}{next(_id_state['counter']):016x}"
+
+
 class RequestContextMiddleware:
     """Assigns a request id, refuses oversized bodies by Content-Length, logs once."""
 
@@ -40,7 +54,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or _new_request_id()
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status = 500

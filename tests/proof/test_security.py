@@ -116,3 +116,11 @@ def test_token_bucket_memory_is_bounded() -> None:
     for i in range(1000):
         buckets.take(f"198.51.100.{i}")
     assert len(buckets._buckets) == 100
+
+
+async def test_request_ids_are_unique_and_a_given_one_is_kept(client: httpx.AsyncClient) -> None:
+    ids = {(await client.get("/healthz")).headers["x-request-id"] for _ in range(50)}
+    assert len(ids) == 50
+    assert all(len(i) == 32 for i in ids)
+    given = await client.get("/healthz", headers={"X-Request-ID": "gateway-7f3a"})
+    assert given.headers["x-request-id"] == "gateway-7f3a"
