@@ -178,3 +178,22 @@ async def test_chain_fields_cannot_be_forged_on_insert(
         ).one()
     assert row.id == 5
     assert row.prev_hash != "p"
+
+
+async def test_an_aborted_seal_leaves_no_gap_and_no_false_alarm(
+    client: httpx.AsyncClient, admin: dict[str, str], two_agencies: Any, sessionmaker: Any
+) -> None:
+    # A sealing transaction that dies (connection terminated, process killed) must not leave a
+    # hole in the chain's ids that verify would then report as a deleted row.
+    await do_writes(client, admin)
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text("SELECT audit_seal(3)"))  # the first three rows, committed
+    async with sessionmaker() as s:
+        assert await s.scalar(text("SELECT audit_seal()")) > 0
+        await s.rollback()  # the sealer dies before committing
+    report = await verify(sessionmaker)
+    assert report.ok, report
+    async with sessionmaker() as s:
+        ids = list((await s.execute(text("SELECT id FROM audit_log ORDER BY id"))).scalars())
+    assert ids == list(range(1, len(ids) + 1))
+    assert len(ids) > 3
