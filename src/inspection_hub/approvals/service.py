@@ -934,6 +934,28 @@ _EMERGENCY = text(
 )
 
 
+async def _announce(
+    session: AsyncSession,
+    row: RowMapping,
+    event_type: ev.EventType,
+    action: str,
+    payload: dict[str, Any],
+    before: dict[str, Any] | None = None,
+) -> None:
+    """A system change of a request: its audit row and its event, in one statement."""
+    await emit(
+        session,
+        event_type,
+        row["id"],
+        payload,
+        enterprise_uscc=row["enterprise_uscc"],
+        agency_codes=[row["agency_code"]],
+        audit=AuditEntry(
+            None, f"check_request.{action}", "check_request", row["id"], before, payload
+        ),
+    )
+
+
 async def run_deadlines(
     session: AsyncSession, now: datetime, *, batch: int = 500
 ) -> DeadlineReport:
@@ -951,17 +973,7 @@ async def run_deadlines(
             "expires_at": row["expires_at"].isoformat(),
             "to": "supervisors",
         }
-        await record(
-            session, None, "check_request.escalate", "check_request", row["id"], after=payload
-        )
-        await emit(
-            session,
-            ev.CHECK_REQUEST_ESCALATED,
-            row["id"],
-            payload,
-            enterprise_uscc=row["enterprise_uscc"],
-            agency_codes=[row["agency_code"]],
-        )
+        await _announce(session, row, ev.CHECK_REQUEST_ESCALATED, "escalate", payload)
     for row in (await session.execute(_EMERGENCY, params)).mappings():
         report.emergency_unapproved.append(int(row["id"]))
         payload = _payload(row) | {
@@ -969,40 +981,12 @@ async def run_deadlines(
             "emergency_due_at": row["emergency_due_at"].isoformat(),
             "flagged_at": now.isoformat(),
         }
-        await record(
-            session,
-            None,
-            "check_request.emergency_unapproved",
-            "check_request",
-            row["id"],
-            after=payload,
-        )
-        await emit(
-            session,
-            ev.CHECK_REQUEST_EMERGENCY_UNAPPROVED,
-            row["id"],
-            payload,
-            enterprise_uscc=row["enterprise_uscc"],
-            agency_codes=[row["agency_code"]],
+        await _announce(
+            session, row, ev.CHECK_REQUEST_EMERGENCY_UNAPPROVED, "emergency_unapproved", payload
         )
     for row in (await session.execute(_EXPIRE, params)).mappings():
         report.expired.append(int(row["id"]))
         payload = _payload(row) | {"expired_at": now.isoformat()}
-        await record(
-            session,
-            None,
-            "check_request.expire",
-            "check_request",
-            row["id"],
-            before={"status": PENDING, "version": row["version"] - 1},
-            after=payload,
-        )
-        await emit(
-            session,
-            ev.CHECK_REQUEST_EXPIRED,
-            row["id"],
-            payload,
-            enterprise_uscc=row["enterprise_uscc"],
-            agency_codes=[row["agency_code"]],
-        )
+        before = {"status": PENDING, "version": row["version"] - 1}
+        await _announce(session, row, ev.CHECK_REQUEST_EXPIRED, "expire", payload, before)
     return report
