@@ -56,23 +56,15 @@ async def submit_check_request(
 ) -> Response:
     """File an unplanned check for the agency head's approval; answers with the pre-check."""
     settings: Settings = request.app.state.settings
-    claim = None
-    if idempotency_key is not None:
-        claim = await idempotency.claim_request(request, actor, idempotency_key, body)
-        if claim.replay is not None:
-            return claim.replay.response()
-    try:
+    async with idempotency.guard(request, actor, idempotency_key, body) as keyed:
+        if keyed.replay is not None:
+            return keyed.replay.response()
         # Without a key to store in the same transaction, the submission needs none.
         view = await service.submit(
-            session, actor, body, settings=settings, autocommit=claim is None
+            session, actor, body, settings=settings, autocommit=keyed.claim is None
         )
         content = read_of(view.row, view.precheck).model_dump_json()
-        if claim is not None:
-            await idempotency.complete(session, claim, status.HTTP_201_CREATED, content)
-    except BaseException:
-        if claim is not None:
-            await idempotency.release(request.app.state.sessionmaker, claim)
-        raise
+        await keyed.complete(session, status.HTTP_201_CREATED, content)
     return Response(
         content,
         status_code=status.HTTP_201_CREATED,

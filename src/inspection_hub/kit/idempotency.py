@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -196,15 +198,45 @@ async def purge_expired(session: AsyncSession, *, ttl_hours: int = 24) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def claim_request(request: Request, caller: _Caller, key: str, body: BaseModel) -> Claim:
-    """`claim` for a creating POST: scoped to the caller, fingerprinted by path and body, with
-    the application's TTL and in-flight settings (request.app.state)."""
-    settings = request.app.state.settings
-    return await claim(
-        request.app.state.sessionmaker,
-        scope=scope_of(caller),
-        key=key,
-        fingerprint=fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-        ttl_hours=settings.idempotency_ttl_hours,
-        in_flight_seconds=settings.idempotency_in_flight_seconds,
-    )
+@dataclass
+class Guard:
+    """A creating POST's Idempotency-Key, claimed: replay a stored answer, or store ours."""
+
+    claim: Claim | None
+
+    @property
+    def replay(self) -> StoredResponse | None:
+        """The stored answer of an earlier request with this key and body, if any."""
+        return self.claim.replay if self.claim is not None else None
+
+    async def complete(self, session: AsyncSession, status: int, body: str) -> None:
+        """Store the answer in the caller's transaction (nothing to do without a key)."""
+        if self.claim is not None:
+            await complete(session, self.claim, status, body)
+
+
+@asynccontextmanager
+async def guard(
+    request: Request, caller: _Caller, key: str | None, body: BaseModel
+) -> AsyncIterator[Guard]:
+    """Claim ``key`` (if given) for a creating POST: scoped to the caller, fingerprinted by path
+    and body, with the application's TTL and in-flight settings; a failure inside the block
+    frees the key so the client may retry with it."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    claimed = None
+    if key is not None:
+        settings = request.app.state.settings
+        claimed = await claim(
+            factory,
+            scope=scope_of(caller),
+            key=key,
+            fingerprint=fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+            ttl_hours=settings.idempotency_ttl_hours,
+            in_flight_seconds=settings.idempotency_in_flight_seconds,
+        )
+    try:
+        yield Guard(claimed)
+    except BaseException:
+        if claimed is not None and claimed.replay is None:
+            await release(factory, claimed)
+        raise

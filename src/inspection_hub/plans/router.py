@@ -58,22 +58,14 @@ async def create_plan(
 ) -> Response:
     """File a draft annual plan (scheduler; a joint plan lists several agencies incl. yours)."""
     settings = _settings(request)
-    claim = None
-    if idempotency_key is not None:
-        claim = await idempotency.claim_request(request, actor, idempotency_key, body)
-        if claim.replay is not None:
-            return claim.replay.response()
-    try:
+    async with idempotency.guard(request, actor, idempotency_key, body) as keyed:
+        if keyed.replay is not None:
+            return keyed.replay.response()
         policy = service.policy_book(settings).at(local_today())
         plan = await service.create_plan(session, actor, body, policy)
         read = await _one(session, plan.id, actor)
         content = read.model_dump_json()
-        if claim is not None:
-            await idempotency.complete(session, claim, status.HTTP_201_CREATED, content)
-    except BaseException:
-        if claim is not None:
-            await idempotency.release(request.app.state.sessionmaker, claim)
-        raise
+        await keyed.complete(session, status.HTTP_201_CREATED, content)
     return Response(
         content,
         status_code=status.HTTP_201_CREATED,
