@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Table, and_, insert, or_, select, text, update
+from sqlalchemy import Table, and_, or_, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -106,8 +106,8 @@ def _validate_window(data: CheckRequestCreate, today: date, policy: Policy | Non
     return errors
 
 
-# Built once: values bound per call, so no per-request statement construction or coercion.
-_INSERT_REQUEST = insert(T).returning(*T.c)
+# The request's INSERT, built once (values bound per call): alone in the emergency flow, or as
+# the first part of one statement with its event and audit row.
 _REQUEST_COLUMNS = (
     "id", "enterprise_uscc", "agency_code", "requester_id", "requester_name", "matters", "basis",
     "basis_ref", "reason", "window_start", "window_end", "emergency", "status", "version",
@@ -119,6 +119,7 @@ _INSERT_REQUEST_SQL = (
     f"VALUES ({', '.join(':r_' + c for c in _REQUEST_COLUMNS)}) "
     "RETURNING *"
 )
+_INSERT_REQUEST = text(_INSERT_REQUEST_SQL)
 
 
 async def submit(
@@ -220,6 +221,7 @@ async def submit(
         "created_at": now,
         "updated_at": now,
     }
+    bound = {"r_" + k: v for k, v in values.items()}
     categories = frozenset(matters[c].category for c in codes)
     # Computed before anything is written: nothing can fail after the write.
     precheck = build_precheck(
@@ -236,7 +238,7 @@ async def submit(
     if data.emergency:
         # 先行检查: scheduled at once, pending approval (design section 4); the inspection
         # references the request, so the request is written first, the event last.
-        row = (await session.execute(_INSERT_REQUEST, values)).mappings().one()
+        row = (await session.execute(_INSERT_REQUEST, bound)).mappings().one()
         inspection = await create_inspection(
             session,
             actor,
@@ -270,7 +272,7 @@ async def submit(
         (row,) = await write_with_event(
             session,
             _INSERT_REQUEST_SQL,
-            {"r_" + k: v for k, v in values.items()},
+            bound,
             ev.CHECK_REQUEST_SUBMITTED,
             request_id,
             payload,

@@ -35,7 +35,7 @@ async def get_principal(request: Request) -> Principal:
     principal = cache.get(key) if cache is not None else None
     if principal is None:
         # Only a cache miss needs the database, in a short session of its own: a route that
-        # reads through db.deps.read_connection then opens no session at all.
+        # reads through db.deps.autocommit_connection then opens no session at all.
         factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
         async with factory() as session:
             principal = await resolve_token(session, key)

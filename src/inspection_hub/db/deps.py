@@ -57,6 +57,3 @@ async def autocommit_connection(request: Request) -> AsyncIterator[DriverConnect
             raise
     finally:
         await conn.close()
-
-
-read_connection = autocommit_connection

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from inspection_hub.auth.deps import Public, authorize
 from inspection_hub.auth.principal import Principal, Role
 from inspection_hub.config import Settings
-from inspection_hub.db.deps import SessionDep, read_connection
+from inspection_hub.db.deps import SessionDep, autocommit_connection
 from inspection_hub.errors import NotFound, problem_response
 from inspection_hub.inspections import service
 from inspection_hub.inspections.codes import qr_png, qr_svg
@@ -89,7 +89,7 @@ def _json(model: BaseModel, headers: dict[str, str] | None = None) -> Response:
 @router.get("/v1/inspections/{inspection_id}", response_model=InspectionRead)
 async def get_inspection(inspection_id: int, request: Request, actor: Official) -> Response:
     """One inspection with matters, inspectors and its code."""
-    async with read_connection(request) as conn:
+    async with autocommit_connection(request) as conn:
         read = await service.read_inspection(
             conn, actor, inspection_id, _settings(request).public_base_url
         )
@@ -197,7 +197,7 @@ async def enterprise_inspections(
     """The enterprise's inspections in a year with the yearly count and its risk class's cap."""
     today = local_today()
     the_year = year or today.year
-    async with read_connection(request) as conn:
+    async with autocommit_connection(request) as conn:
         code, risk_class, items, count = await service.enterprise_year(
             conn, uscc, the_year, today, _settings(request).public_base_url
         )

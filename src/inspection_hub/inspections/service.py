@@ -556,7 +556,7 @@ async def read_inspection(
 ) -> InspectionRead:
     """One inspection presented, in one statement; 404 unless the caller's agency is involved.
 
-    ``conn`` is a driver connection (``db.deps.read_connection``): autocommit, no session.
+    ``conn`` is a driver connection (``db.deps.autocommit_connection``): autocommit, no session.
     """
     if inspection_id.bit_length() > 63:  # no bigint id is that large (the driver would refuse)
         raise NotFound(f"Inspection {inspection_id} does not exist or is not visible to you.")
