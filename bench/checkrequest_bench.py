@@ -169,6 +169,27 @@ async def seed(
     return token, sample
 
 
+async def seed_prior_requests(dsn: str, n: int) -> None:
+    """A history of n earlier check requests (a quarter still pending, the rest rejected), with
+    their events and audit rows, then ANALYZE: the service is measured on tables with history
+    and statistics, as in production, not on an empty check_request table (where a plan made
+    while it is empty would scan it whole until the first autoanalyze)."""
+    from bench.approval_bench import seed_requests
+
+    if n <= 0:
+        return
+    await seed_requests(dsn, n)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "UPDATE check_request SET status = 'rejected', version = 2, decided_at = now(), "
+            "decision_comment = 'bench history' WHERE id % 4 <> 0"
+        )
+        await conn.execute("VACUUM ANALYZE check_request")
+    finally:
+        await conn.close()
+
+
 # The ceiling app lives in bench/ceiling_app.py (no postponed annotations: FastAPI reads them).
 
 
@@ -349,6 +370,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument(
+        "--prior-requests",
+        type=int,
+        default=None,
+        help="earlier check requests on file before the run (default: half the enterprises)",
+    )
     parser.add_argument("--pool-size", type=int, default=10)  # the service default
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
@@ -366,6 +393,9 @@ def main() -> None:
 
         asyncio.run(upgrade_to_head_async(url))
         token, usccs = asyncio.run(seed(dsn, args.enterprises, args.inspections, args.seed))
+        prior = args.enterprises // 2 if args.prior_requests is None else args.prior_requests
+        asyncio.run(seed_prior_requests(dsn, prior))
+        log(f"prior check requests: {prior:,} (a quarter pending)")
         auth = f"Bearer {token}"
         work = Path(tempfile.mkdtemp(prefix="ih-bench-"))
         env = {

@@ -337,3 +337,112 @@ async def test_refused_submission_writes_nothing(
     assert {"enterprise", "matters.1"} <= fields
     after = [await _count(sessionmaker, f"SELECT count(*) FROM {t}") for t in tables]
     assert after == before
+
+
+async def test_one_statement_and_session_submissions_store_the_same_record(
+    client: httpx.AsyncClient, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # Without an Idempotency-Key a submission is one statement on a bare connection; with one it
+    # goes through the session (its answer is stored with it). Both must file the same record.
+    fast = await client.post(
+        "/v1/check-requests", json=request_body(world.usccs[1]), headers=world.scheduler
+    )
+    keyed = await client.post(
+        "/v1/check-requests",
+        json=request_body(world.usccs[2]),
+        headers=world.scheduler | {"Idempotency-Key": "parity-1"},
+    )
+    assert fast.status_code == keyed.status_code == 201, (fast.text, keyed.text)
+    ids = {fast.json()["id"]: world.usccs[1], keyed.json()["id"]: world.usccs[2]}
+    skip = {"id", "enterprise", "submitted_at", "decision_due_at", "expires_at", "precheck"}
+    a, b = ({k: v for k, v in r.json().items() if k not in skip} for r in (fast, keyed))
+    assert a == b
+    assert fast.json()["precheck"].keys() == keyed.json()["precheck"].keys()
+
+    def same(record: dict[str, object], rid: int) -> dict[str, object]:
+        assert record.pop("check_request_id") == rid
+        assert record.pop("enterprise") == ids[rid]
+        record.pop("decision_due_at")
+        return record
+
+    async with sessionmaker() as s:
+        events = {
+            int(e.aggregate_id): e
+            for e in await s.execute(
+                text(
+                    "SELECT aggregate_id, aggregate_seq, agency_codes, payload FROM event "
+                    "WHERE type = 'check_request.submitted'"
+                )
+            )
+        }
+        audits = {
+            int(x.object_id): x
+            for x in await s.execute(
+                text(
+                    "SELECT object_id, actor_id, actor_name, role, before, after FROM audit_log "
+                    "WHERE action = 'check_request.submit'"
+                )
+            )
+        }
+        rows = {
+            r["id"]: dict(r)
+            for r in (
+                await s.execute(
+                    text("SELECT * FROM check_request WHERE id = ANY(:ids)"), {"ids": list(ids)}
+                )
+            ).mappings()
+        }
+    (fid, kid) = list(ids)
+    assert same(dict(events[fid].payload), fid) == same(dict(events[kid].payload), kid)
+    assert (events[fid].aggregate_seq, events[kid].aggregate_seq) == (1, 1)
+    assert list(events[fid].agency_codes) == list(events[kid].agency_codes) == ["SCJG"]
+    assert same(dict(audits[fid].after), fid) == same(dict(audits[kid].after), kid)
+    assert audits[fid].before is None
+    assert audits[kid].before is None
+    assert audits[fid][1:4] == audits[kid][1:4]
+    varying = {"id", "enterprise_uscc", "submitted_at", "decision_due_at", "expires_at"}
+    varying |= {"created_at", "updated_at"}
+    assert {k: v for k, v in rows[fid].items() if k not in varying} == {
+        k: v for k, v in rows[kid].items() if k not in varying
+    }
+    assert rows[fid]["submitted_at"] == rows[fid]["created_at"] == rows[fid]["updated_at"]
+
+
+async def test_submission_precheck_is_the_one_a_fresh_read_gives(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    # The one-statement submission computes the pre-check from facts read before its insert; a
+    # read just after (which loads the stored request and leaves it out) must agree, history and
+    # other pending requests included.
+    uscc = world.usccs[0]
+    other = request_body(uscc, agency="YJGL", matters=["YJGL-001"])
+    first = await client.post("/v1/check-requests", json=other, headers=world.other_scheduler)
+    assert first.status_code == 201, first.text
+    second = await client.post(
+        "/v1/check-requests",
+        json=request_body(uscc, basis="referral", basis_ref=None),
+        headers=world.scheduler,
+    )
+    assert second.status_code == 201, second.text
+    posted = second.json()["precheck"]
+    read = await client.get(f"/v1/check-requests/{second.json()['id']}", headers=world.scheduler)
+    assert read.status_code == 200, read.text
+    assert posted == read.json()["precheck"]
+    # the other agency's open request is a merge candidate of this one, and nothing else is
+    assert [m["check_request_id"] for m in posted["mergeable"]] == [first.json()["id"]]
+
+
+async def test_refused_submission_draws_no_request_id(
+    client: httpx.AsyncClient, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ok = await client.post(
+        "/v1/check-requests", json=request_body(world.usccs[0]), headers=world.scheduler
+    )
+    other_agency = request_body(world.usccs[0], matters=["YJGL-001"])
+    refused = await client.post("/v1/check-requests", json=other_agency, headers=world.scheduler)
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["matters.0"]
+    again = await client.post(
+        "/v1/check-requests", json=request_body(world.usccs[1]), headers=world.scheduler
+    )
+    assert again.json()["id"] == ok.json()["id"] + 1

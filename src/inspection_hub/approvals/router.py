@@ -50,21 +50,24 @@ def _etag(version: int) -> dict[str, str]:
 async def submit_check_request(
     body: CheckRequestCreate,
     request: Request,
-    session: SessionDep,
     actor: Scheduler,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """File an unplanned check for the agency head's approval; answers with the pre-check."""
     settings: Settings = request.app.state.settings
-    async with idempotency.guard(request, actor, idempotency_key, body) as keyed:
-        if keyed.replay is not None:
-            return keyed.replay.response()
-        # Without a key to store in the same transaction, the submission needs none.
-        view = await service.submit(
-            session, actor, body, settings=settings, autocommit=keyed.claim is None
-        )
+    if idempotency_key is None and not body.emergency:
+        # The common case: one statement on a pooled connection, no session, no transaction.
+        async with autocommit_connection(request) as conn:
+            view = await service.submit_at_once(conn, actor, body, settings=settings)
         content = read_of(view.row, view.precheck).model_dump_json()
-        await keyed.complete(session, status.HTTP_201_CREATED, content)
+    else:
+        async with idempotency.guard(request, actor, idempotency_key, body) as keyed:
+            if keyed.replay is not None:
+                return keyed.replay.response()
+            async with unit_of_work(request.app.state.sessionmaker) as session:
+                view = await service.submit(session, actor, body, settings=settings)
+                content = read_of(view.row, view.precheck).model_dump_json()
+                await keyed.complete(session, status.HTTP_201_CREATED, content)
     return Response(
         content,
         status_code=status.HTTP_201_CREATED,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -26,7 +27,15 @@ from inspection_hub.approvals.state import PAST_TENSE, Action, CheckRequestStatu
 from inspection_hub.audit.service import AuditEntry, record
 from inspection_hub.auth.principal import Principal
 from inspection_hub.config import Settings
-from inspection_hub.conflicts.facts import load_enterprise_rows, load_submission_rows
+from inspection_hub.conflicts.facts import (
+    EnterpriseFacts,
+    MatterRow,
+    facts_of,
+    load_enterprise_rows,
+    load_submission_rows,
+    matters_of,
+    submission_bounds,
+)
 from inspection_hub.db.deps import DriverConnection
 from inspection_hub.db.session import driver_connection
 from inspection_hub.enterprises.schemas import check_uscc
@@ -54,6 +63,7 @@ from inspection_hub.policy import (
     policy_in_force,
 )
 
+logger = logging.getLogger(__name__)
 T = cast(Table, CheckRequest.__table__)
 PENDING = CheckRequestStatus.pending.value
 DECISION_EVENTS = {
@@ -122,27 +132,26 @@ _INSERT_REQUEST_SQL = (
 _INSERT_REQUEST = text(_INSERT_REQUEST_SQL)
 
 
-async def submit(
-    session: AsyncSession,
-    actor: Principal,
-    data: CheckRequestCreate,
-    *,
-    settings: Settings,
-    now: datetime | None = None,
-    autocommit: bool = False,
-) -> RequestView:
-    """File a request (pending), with its deadline and pre-check; an emergency is scheduled now.
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A submission after the checks that need no database, with what they found wrong."""
 
-    With ``autocommit`` (a fresh session, no Idempotency-Key to store with the answer, not an
-    emergency), the submission runs without a transaction: one read statement, then the request,
-    its event and its audit row in one write statement. Otherwise in the session's transaction.
-    """
-    autocommit = autocommit and not data.emergency
+    uscc: str | None
+    codes: list[str]
+    policy: Policy | None
+    errors: list[dict[str, str]]
+    now: datetime
+
+
+def _check_body(
+    actor: Principal, data: CheckRequestCreate, settings: Settings, now: datetime | None
+) -> _Checked:
+    """The agency (403), the policy in force, the window, the basis, the matters listed once and
+    the USCC's check character: every problem found, nothing raised but the 403."""
     actor.ensure_agency(data.agency)
     now = now or utcnow()
     today = now.astimezone(SHANGHAI).date()
     errors: list[dict[str, str]] = []
-
     policy: Policy | None = None
     try:
         policy = policy_book(settings).at(data.window.start)
@@ -159,7 +168,6 @@ async def submit(
         errors.append(
             _err("emergency", "only incident- or complaint-based checks may be emergencies")
         )
-
     codes = list(data.matters)
     seen: set[str] = set()
     for i, code in enumerate(codes):
@@ -169,14 +177,18 @@ async def submit(
     uscc, reason = check_uscc(data.enterprise)
     if uscc is None:
         errors.append(_err("enterprise", f"is not a valid USCC ({reason})"))
-    # One round trip: the matters and the enterprise's facts around the year.
-    if autocommit:
-        # No transaction: the read below and the one write statement commit on their own
-        # (no BEGIN/COMMIT round trips); the write is all-or-nothing as one statement.
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    reads = await load_submission_rows(session, uscc, data.window.start.year, seen)
-    loaded, matters, request_id = reads.facts, reads.matters, reads.request_id
-    for i, code in enumerate(codes):
+    return _Checked(uscc, codes, policy, errors, now)
+
+
+def _stored_errors(
+    data: CheckRequestCreate,
+    checked: _Checked,
+    matters: Mapping[str, MatterRow],
+    loaded: EnterpriseFacts | None,
+) -> list[dict[str, str]]:
+    """What the database says is wrong: unknown matters, another agency's, an unknown enterprise."""
+    errors = []
+    for i, code in enumerate(checked.codes):
         m = matters.get(code)
         if m is None:
             errors.append(_err(f"matters.{i}", f"unknown matter {code}"))
@@ -187,21 +199,28 @@ async def submit(
                     f"matter {code} belongs to agency {m.agency_code}, not {data.agency}",
                 )
             )
-    if uscc is not None and loaded is None:
-        errors.append(_err("enterprise", f"enterprise {uscc} is not registered"))
-    if errors or policy is None or loaded is None or uscc is None:
-        raise ValidationFailed(f"{len(errors)} field(s) are invalid.", errors=errors)
+    if checked.uscc is not None and loaded is None:
+        errors.append(_err("enterprise", f"enterprise {checked.uscc} is not registered"))
+    return errors
 
+
+def _refuse(errors: list[dict[str, str]]) -> ValidationFailed:
+    return ValidationFailed(f"{len(errors)} field(s) are invalid.", errors=errors)
+
+
+def _request_values(
+    actor: Principal, data: CheckRequestCreate, checked: _Checked, policy: Policy, uscc: str
+) -> dict[str, Any]:
+    """The new request's columns but its id (pending, version 1, deadlines in working days)."""
     rules = policy.check_requests
+    now = checked.now
     due = add_working_days(now, rules.decision_working_days)
-    expires = add_working_days(due, rules.escalation_to_expiry_working_days)
-    values: dict[str, Any] = {
-        "id": request_id,
+    return {
         "enterprise_uscc": uscc,
         "agency_code": data.agency,
         "requester_id": actor.user_id,
         "requester_name": actor.display_name,
-        "matters": codes,
+        "matters": checked.codes,
         "basis": data.basis,
         "basis_ref": data.basis_ref,
         "reason": data.reason,
@@ -213,7 +232,7 @@ async def submit(
         "policy_version": policy.version,
         "submitted_at": now,
         "decision_due_at": due,
-        "expires_at": expires,
+        "expires_at": add_working_days(due, rules.escalation_to_expiry_working_days),
         "emergency_due_at": (
             now + timedelta(hours=rules.emergency_approval_hours) if data.emergency else None
         ),
@@ -221,10 +240,17 @@ async def submit(
         "created_at": now,
         "updated_at": now,
     }
-    bound = {"r_" + k: v for k, v in values.items()}
-    categories = frozenset(matters[c].category for c in codes)
-    # Computed before anything is written: nothing can fail after the write.
-    precheck = build_precheck(
+
+
+def _precheck_of_new(
+    loaded: EnterpriseFacts,
+    actor: Principal,
+    policy: Policy,
+    data: CheckRequestCreate,
+    request_id: int,
+    categories: frozenset[str],
+) -> dict[str, Any]:
+    return build_precheck(
         loaded,
         actor,
         policy,
@@ -235,6 +261,35 @@ async def submit(
         window_start=data.window.start,
         window_end=data.window.end,
     )
+
+
+async def submit(
+    session: AsyncSession,
+    actor: Principal,
+    data: CheckRequestCreate,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+) -> RequestView:
+    """File a request (pending), with its deadline and pre-check; an emergency is scheduled now.
+
+    In the session's transaction: for an emergency (its inspection is created too) and for a
+    request with an Idempotency-Key (its stored answer commits with it). Otherwise the route
+    uses `submit_at_once`.
+    """
+    checked = _check_body(actor, data, settings, now)
+    uscc, codes, policy, now = checked.uscc, checked.codes, checked.policy, checked.now
+    # One round trip: the matters, the enterprise's facts around the year, a new request id.
+    reads = await load_submission_rows(session, uscc, data.window.start.year, set(codes))
+    loaded, matters, request_id = reads.facts, reads.matters, reads.request_id
+    errors = checked.errors + _stored_errors(data, checked, matters, loaded)
+    if errors or policy is None or loaded is None or uscc is None:
+        raise _refuse(errors)
+    values = {"id": request_id} | _request_values(actor, data, checked, policy, uscc)
+    bound = {"r_" + k: v for k, v in values.items()}
+    categories = frozenset(matters[c].category for c in codes)
+    # Computed before anything is written: nothing can fail after the write.
+    precheck = _precheck_of_new(loaded, actor, policy, data, request_id, categories)
     if data.emergency:
         # 先行检查: scheduled at once, pending approval (design section 4); the inspection
         # references the request, so the request is written first, the event last.
@@ -282,6 +337,146 @@ async def submit(
                 actor, "check_request.submit", "check_request", request_id, after=payload
             ),
         )
+    return RequestView(row, precheck)
+
+
+_SUBMIT_AT_ONCE = """
+WITH m AS (
+    SELECT json_agg(json_build_array(code, agency_code, category)) AS matter_rows,
+           count(*) FILTER (WHERE agency_code = $6) AS own,
+           array_agg(DISTINCT category::text COLLATE "C") AS categories
+    FROM matter WHERE code = ANY($5::varchar[])
+), f AS (
+    SELECT * FROM conflict_facts($1::bpchar, $2::date, $3::date, $4::date, true,
+                                 '{}'::bigint[], false, '{}'::bigint[], NULL::date,
+                                 NULL::text, NULL::text)
+), w AS (
+    INSERT INTO check_request (id, enterprise_uscc, agency_code, requester_id, requester_name,
+                               matters, basis, basis_ref, reason, window_start, window_end,
+                               emergency, status, version, policy_version, submitted_at,
+                               decision_due_at, expires_at, emergency_due_at, inspection_id,
+                               created_at, updated_at)
+    SELECT nextval(pg_get_serial_sequence('check_request', 'id')), $1, $6, $7, $8, $5, $9,
+           $10, $11, $12, $13, false, 'pending', 1, $14, $15, $16, $17, NULL, NULL, $15, $15
+    FROM m, f
+    WHERE $27::boolean AND m.own = cardinality($5::varchar[])
+    RETURNING *
+), p AS (
+    SELECT w.id, $18::jsonb || jsonb_build_object('check_request_id', w.id,
+                                                   'categories', to_jsonb(m.categories))
+           AS payload
+    FROM w, m
+), ev AS (
+    INSERT INTO event (type, type_version, aggregate_type, aggregate_id, aggregate_seq,
+                       enterprise_uscc, agency_codes, payload, commit_order)
+    SELECT $19, $20, $21, p.id::text, 1, $1, $22::varchar[], p.payload,
+           (pg_current_xact_id()::text)::bigint
+    FROM p
+), au AS (
+    INSERT INTO audit_log (actor_id, actor_name, role, action, object_type, object_id, before,
+                           after, request_id)
+    SELECT $23, $24, $25, 'check_request.submit', 'check_request', p.id::text, NULL, p.payload,
+           $26
+    FROM p
+)
+SELECT m.matter_rows, f.uscc, f.risk_class, f.established_on, f.since, f.classes, f.history,
+       f.requests, f.bookings, w.*
+FROM m LEFT JOIN f ON true LEFT JOIN w ON true
+"""
+"""A submission in one statement, outside any transaction (so its own): reads the listed matters
+and the enterprise's facts exactly as `load_submission_rows` does and, when $27 says the body
+passed the checks that need no database, every matter is the agency's and the enterprise is
+registered, inserts the request, its event (a new aggregate: sequence 1; commit order as
+`events.outbox.emit` assigns it; the `event_notify` trigger wakes the workers) and its audit row,
+whose payload gains the new id and the matters' categories. Every CTE sees the snapshot taken
+before the insert, so the facts never include the new request. A refused submission writes
+nothing and draws no request id. One row always comes back: the matters and facts for the
+errors or the pre-check, and the request's columns (NULL when nothing was written)."""
+
+
+async def submit_at_once(
+    conn: DriverConnection,
+    actor: Principal,
+    data: CheckRequestCreate,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+) -> RequestView:
+    """`submit` for a non-emergency request without an Idempotency-Key: one round trip.
+
+    ``conn`` is a driver connection in autocommit: the one statement is its own transaction
+    (the request, its event and its audit row, or nothing). The pre-check is computed from the
+    facts the statement read before its insert, as `submit` computes it.
+    """
+    if data.emergency:
+        raise ValueError("an emergency request is submitted with submit()")
+    checked = _check_body(actor, data, settings, now)
+    uscc, codes, policy, now = checked.uscc, checked.codes, checked.policy, checked.now
+    ok = not checked.errors and policy is not None and uscc is not None
+    # Placeholders when the body already failed (nothing is then written).
+    values: dict[str, Any] = (
+        _request_values(actor, data, checked, policy, uscc)
+        if policy is not None and uscc is not None
+        else {"policy_version": "", "decision_due_at": now, "expires_at": now}
+    )
+    payload = {
+        "enterprise": uscc,
+        "agency": data.agency,
+        "matters": codes,
+        "basis": data.basis,
+        "basis_ref": data.basis_ref,
+        "window_start": data.window.start.isoformat(),
+        "window_end": data.window.end.isoformat(),
+        "emergency": False,
+        "status": PENDING,
+        "version": 1,
+        "decision_due_at": values["decision_due_at"].isoformat(),
+        "inspection_id": None,
+    }  # with check_request_id and categories from the statement: `_payload` of the row
+    submitted = ev.CHECK_REQUEST_SUBMITTED
+    try:
+        row = await conn.fetchrow(
+            _SUBMIT_AT_ONCE,
+            uscc,
+            *submission_bounds(data.window.start.year),
+            codes,
+            data.agency,
+            actor.user_id,
+            actor.display_name,
+            data.basis,
+            data.basis_ref,
+            data.reason,
+            data.window.start,
+            data.window.end,
+            values["policy_version"],
+            now,
+            values["decision_due_at"],
+            values["expires_at"],
+            json.dumps(payload, ensure_ascii=False),
+            submitted.name,
+            submitted.version,
+            submitted.aggregate,
+            [data.agency],
+            actor.user_id,
+            actor.username,
+            actor.role.value,
+            request_id_var.get(),
+            ok,
+        )
+    except asyncpg.DataError as exc:  # a value PostgreSQL cannot hold (NUL, out of range)
+        raise ValidationFailed(
+            "A value in the request cannot be stored (out of range or NUL)."
+        ) from exc
+    loaded = facts_of(row)
+    if row["id"] is None or policy is None or loaded is None:
+        matters = matters_of(row["matter_rows"])
+        raise _refuse(checked.errors + _stored_errors(data, checked, matters, loaded))
+    categories = frozenset(matters_of(row["matter_rows"])[c].category for c in codes)
+    try:
+        precheck = _precheck_of_new(loaded, actor, policy, data, int(row["id"]), categories)
+    except Exception:  # the request is filed: answer it, GET recomputes the pre-check
+        logger.exception("pre-check of check request %s failed after filing", row["id"])
+        precheck = None
     return RequestView(row, precheck)
 
 

@@ -11,7 +11,7 @@ enterprises on the candidates' booked days.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, cast
@@ -179,7 +179,7 @@ async def load_facts(
     return None if row is None else _parse_facts(row)
 
 
-def _parse_facts(row: RowMapping) -> EnterpriseFacts:
+def _parse_facts(row: RowMapping | Mapping[str, Any]) -> EnterpriseFacts:
     key = row["uscc"]
     inspections = [
         InspectionRow(
@@ -270,6 +270,25 @@ class SubmissionRows:
     request_id: int
 
 
+def submission_bounds(year: int) -> tuple[date, date, date]:
+    """``conflict_facts``' since, until and ends_after for a request in ``year`` (as
+    ``load_enterprise_rows`` reads them)."""
+    lo = date(year, 1, 1) - timedelta(days=LOOKAROUND_DAYS)
+    hi = date(year, 12, 31) + timedelta(days=LOOKAROUND_DAYS)
+    return lo - timedelta(days=MAX_WINDOW_DAYS), hi, lo
+
+
+def matters_of(raw: Any) -> dict[str, MatterRow]:
+    """The matters read by code, from their JSON array of [code, agency_code, category]."""
+    listed = json.loads(raw) if isinstance(raw, str | bytes) else (raw or [])
+    return {c: MatterRow(c, a, k) for c, a, k in listed}
+
+
+def facts_of(row: RowMapping | Mapping[str, Any]) -> EnterpriseFacts | None:
+    """The enterprise's facts from a row carrying ``conflict_facts``' columns (None: unknown)."""
+    return _parse_facts(row) if row["uscc"] is not None else None
+
+
 async def load_submission_rows(
     session: AsyncSession, uscc: str | None, year: int, matter_codes: Iterable[str]
 ) -> SubmissionRows:
@@ -277,19 +296,12 @@ async def load_submission_rows(
     ``load_enterprise_rows`` returns them (None when ``uscc`` is None or unknown), and a new
     request id from the table's sequence (unused, like any sequence value, if the request is
     refused), so the request, its event and its audit row can be written by one statement."""
-    lo = date(year, 1, 1) - timedelta(days=LOOKAROUND_DAYS)
-    hi = date(year, 12, 31) + timedelta(days=LOOKAROUND_DAYS)
     conn = await session.connection()
     result = await conn.exec_driver_sql(
-        _SUBMISSION_SQL,
-        (uscc, lo - timedelta(days=MAX_WINDOW_DAYS), hi, lo, True, sorted(set(matter_codes))),
+        _SUBMISSION_SQL, (uscc, *submission_bounds(year), True, sorted(set(matter_codes)))
     )
     row = result.mappings().one()
-    raw = row["matters"]
-    listed = json.loads(raw) if isinstance(raw, str | bytes) else (raw or [])
-    matters = {c: MatterRow(c, a, k) for c, a, k in listed}
-    facts = _parse_facts(row) if row["uscc"] is not None else None
-    return SubmissionRows(facts, matters, int(row["new_request_id"]))
+    return SubmissionRows(facts_of(row), matters_of(row["matters"]), int(row["new_request_id"]))
 
 
 async def load_enterprise_facts(
