@@ -347,9 +347,7 @@ WITH m AS (
            array_agg(DISTINCT category::text COLLATE "C") AS categories
     FROM matter WHERE code = ANY($5::varchar[])
 ), f AS (
-    SELECT * FROM conflict_facts($1::bpchar, $2::date, $3::date, $4::date, true,
-                                 '{}'::bigint[], false, '{}'::bigint[], NULL::date,
-                                 NULL::text, NULL::text)
+    SELECT * FROM precheck_facts($1::bpchar, $2::date, $3::date, $4::date)
 ), w AS (
     INSERT INTO check_request (id, enterprise_uscc, agency_code, requester_id, requester_name,
                                matters, basis, basis_ref, reason, window_start, window_end,

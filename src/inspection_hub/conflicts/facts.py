@@ -5,7 +5,9 @@ check-request pre-check (approvals/precheck.py). Everything comes from the SQL f
 ``conflict_facts`` (migration 0005_conflicts, which documents the query and its indexes): the
 enterprise, its inspections in a window_start range (with matters, categories, agencies,
 inspectors), optionally its pending check requests, and the inspector bookings at other
-enterprises on the candidates' booked days.
+enterprises on the candidates' booked days. The check-request submission reads the same columns
+through ``precheck_facts`` (migration 0012): the pre-check's subset, with no lock or bookings,
+inlined into the submission's one statement.
 """
 
 from __future__ import annotations
@@ -245,9 +247,8 @@ async def load_enterprise_rows(
 _SUBMISSION_SQL = (
     "SELECT m.matters, nextval(pg_get_serial_sequence('check_request', 'id')) AS new_request_id, "
     "f.* FROM (SELECT json_agg(json_build_array(code, agency_code, category)) "
-    "AS matters FROM matter WHERE code = ANY($6::varchar[])) m "
-    "LEFT JOIN LATERAL conflict_facts($1::bpchar, $2::date, $3::date, $4::date, $5::boolean, "
-    "'{}'::bigint[], false, '{}'::bigint[], NULL::date, NULL::text, NULL::text) f "
+    "AS matters FROM matter WHERE code = ANY($5::varchar[])) m "
+    "LEFT JOIN LATERAL precheck_facts($1::bpchar, $2::date, $3::date, $4::date) f "
     "ON $1::bpchar IS NOT NULL"
 )
 
@@ -298,7 +299,7 @@ async def load_submission_rows(
     refused), so the request, its event and its audit row can be written by one statement."""
     conn = await session.connection()
     result = await conn.exec_driver_sql(
-        _SUBMISSION_SQL, (uscc, *submission_bounds(year), True, sorted(set(matter_codes)))
+        _SUBMISSION_SQL, (uscc, *submission_bounds(year), sorted(set(matter_codes)))
     )
     row = result.mappings().one()
     return SubmissionRows(facts_of(row), matters_of(row["matters"]), int(row["new_request_id"]))
