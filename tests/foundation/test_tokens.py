@@ -294,3 +294,24 @@ def test_an_evicted_token_cannot_be_cached_again_within_the_ttl() -> None:
     assert cache.get("h") == P
     cache.evict("never-seen")  # evicting an unknown hash is harmless
     assert cache.get("h") == P
+
+
+def test_token_hash_is_hmac_sha256_of_the_token_with_the_pepper() -> None:
+    # Stored hashes must stay valid across the change to the one-shot hmac.digest: the value is
+    # the classic HMAC-SHA256 hex digest, and a different pepper or token gives another one.
+    import hashlib
+    import hmac
+
+    from inspection_hub.auth.tokens import hash_token, new_token
+
+    token = new_token()
+    pepper = "pepper-" + "x" * 40
+    expected = hmac.new(pepper.encode(), token.encode(), hashlib.sha256).hexdigest()
+    assert hash_token(token, pepper) == expected
+    assert len(expected) == 64
+    assert hash_token(token, pepper + "y") != expected
+    assert hash_token(token + "z", pepper) != expected
+    assert (
+        hash_token("令牌", pepper)
+        == hmac.new(pepper.encode(), "令牌".encode(), "sha256").hexdigest()
+    )
