@@ -239,6 +239,23 @@ async def load_enterprise_rows(
     )
 
 
+def enterprise_rows_call(uscc: str, year: str) -> str:
+    """``load_enterprise_rows``'s ``conflict_facts(...)`` call as SQL over two SQL expressions,
+    ``uscc`` (bpchar; NULL loads nothing) and ``year`` (integer), for a statement that joins it
+    LATERAL to the row it reads those from; ``facts_of_row`` parses its columns."""
+    lo = f"make_date({year}, 1, 1) - {LOOKAROUND_DAYS}"
+    return (
+        f"conflict_facts({uscc}, {lo} - {MAX_WINDOW_DAYS}, "
+        f"make_date({year}, 12, 31) + {LOOKAROUND_DAYS}, {lo}, true, '{{}}'::bigint[], false, "
+        "'{}'::bigint[], NULL::date, NULL::text, NULL::text)"
+    )
+
+
+def facts_of_row(row: Any) -> EnterpriseFacts | None:
+    """The facts in a row carrying ``conflict_facts``' columns (None when it found none)."""
+    return None if row["uscc"] is None else _parse_facts(row)
+
+
 # The submission's reads in one round trip: the listed matters (always one row, so an unknown
 # enterprise still reports the matters) and, when a well-formed USCC was given, the enterprise's
 # facts around the year exactly as load_enterprise_rows loads them.
