@@ -216,7 +216,7 @@ def _load_reads(
             ),
         ):
             figures.append(
-                _read_figure(ctx, server, label, paths, headers, f"idle RSS {idle:.0f} MiB")
+                _read_figure(ctx, server, dsn, label, paths, headers, f"idle RSS {idle:.0f} MiB")
             )
     finally:
         server.stop()
@@ -224,17 +224,30 @@ def _load_reads(
 
 
 def _read_figure(
-    ctx: Context, server: Server, label: str, paths: list[str], headers: dict[str, str], note: str
+    ctx: Context,
+    server: Server,
+    dsn: str,
+    label: str,
+    paths: list[str],
+    headers: dict[str, str],
+    note: str,
 ) -> Figure:
-    """wrk GETs over (up to 2,000 of) `paths` on a running server, against the select ceiling."""
+    """wrk GETs over (up to 2,000 of) `paths` on a running server, against the select ceiling;
+    the note adds the CPU each answered request cost the server and its PostgreSQL backends."""
+    from bench.approval_bench import measured
+
     scale = ctx.scale
     select = ctx.http["select"]
-    load = wrk(
-        server.base + "/healthz",
-        lua=paths_lua("GET", paths[:2000]),
-        duration=scale.http_seconds,
-        connections=scale.connections,
-        headers=headers,
+    load, cpu = measured(
+        dsn,
+        server.proc.pid,
+        lambda: wrk(
+            server.base + "/healthz",
+            lua=paths_lua("GET", paths[:2000]),
+            duration=scale.http_seconds,
+            connections=scale.connections,
+            headers=headers,
+        ),
     )
     bad = (
         f"; {load.non_2xx} non-2xx, {load.errors} socket errors"
@@ -249,7 +262,8 @@ def _read_figure(
         load.p50_ms,
         load.p99_ms,
         server.peak_mib(),
-        note=f"target >= 50 %; {note}{bad}",
+        note=f"target >= 50 %; {note}{bad}; CPU/request server {cpu['server_cpu_ms']} + "
+        f"PostgreSQL {cpu['db_cpu_ms']} ms",
     )
 
 
@@ -316,6 +330,7 @@ def _load_precheck(
         figure = _read_figure(
             ctx,
             server,
+            dsn,
             "check-request pre-check GET /v1/check-requests/{id}",
             [f"/v1/check-requests/{i}" for i in ids],
             headers,
