@@ -24,6 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
+import httpx
+
 from bench.ceilings import ceiling_figures, http_ceilings, raw_ceilings
 from bench.common import (
     PG,
@@ -195,10 +198,8 @@ def scenario_reads(ctx: Context) -> list[Figure]:
 def _load_reads(
     ctx: Context, dsn: str, usccs: list[str], ids: list[int], token: str
 ) -> list[Figure]:
-    scale = ctx.scale
     env = {"INSPECTION_HUB_DATABASE_URL": sqlalchemy_url(dsn)}
     headers = {"Authorization": f"Bearer {token}"}
-    select = ctx.http["select"]
     figures = []
     profile = None
     if ctx.profile_dir is not None:
@@ -214,33 +215,150 @@ def _load_reads(
                 [f"/v1/enterprises/{u}/inspections" for u in usccs],
             ),
         ):
-            load = wrk(
-                server.base + "/healthz",
-                lua=paths_lua("GET", paths[:2000]),
-                duration=scale.http_seconds,
-                connections=scale.connections,
-                headers=headers,
-            )
-            bad = (
-                f"; {load.non_2xx} non-2xx, {load.errors} socket errors"
-                if load.non_2xx or load.errors
-                else ""
-            )
             figures.append(
-                Figure(
-                    f"{label} ({scale.enterprises:,} ent.)",
-                    f"{load.rps:,.0f} req/s",
-                    f"FastAPI select {select.rps:,.0f} req/s",
-                    _ratio(load.rps, select.rps),
-                    load.p50_ms,
-                    load.p99_ms,
-                    server.peak_mib(),
-                    note=f"target >= 50 %; idle RSS {idle:.0f} MiB{bad}",
-                )
+                _read_figure(ctx, server, dsn, label, paths, headers, f"idle RSS {idle:.0f} MiB")
             )
     finally:
         server.stop()
     return figures
+
+
+def _read_figure(
+    ctx: Context,
+    server: Server,
+    dsn: str,
+    label: str,
+    paths: list[str],
+    headers: dict[str, str],
+    note: str,
+) -> Figure:
+    """wrk GETs over (up to 2,000 of) `paths` on a running server, against the select ceiling;
+    the note adds the CPU each answered request cost the server and its PostgreSQL backends."""
+    from bench.approval_bench import measured
+
+    scale = ctx.scale
+    select = ctx.http["select"]
+    load, cpu = measured(
+        dsn,
+        server.proc.pid,
+        lambda: wrk(
+            server.base + "/healthz",
+            lua=paths_lua("GET", paths[:2000]),
+            duration=scale.http_seconds,
+            connections=scale.connections,
+            headers=headers,
+        ),
+    )
+    bad = (
+        f"; {load.non_2xx} non-2xx, {load.errors} socket errors"
+        if load.non_2xx or load.errors
+        else ""
+    )
+    return Figure(
+        f"{label} ({scale.enterprises:,} ent.)",
+        f"{load.rps:,.0f} req/s",
+        f"FastAPI select {select.rps:,.0f} req/s",
+        _ratio(load.rps, select.rps),
+        load.p50_ms,
+        load.p99_ms,
+        server.peak_mib(),
+        note=f"target >= 50 %; {note}{bad}; CPU/request server {cpu['server_cpu_ms']} + "
+        f"PostgreSQL {cpu['db_cpu_ms']} ms",
+    )
+
+
+# The pre-check a sample answer must show: the enterprise's inspections dated (visit date, else
+# window start) in the request's year, other than the request's own (build_precheck's rule).
+_EXPECTED_HISTORY = """
+SELECT c.id, count(i.id) AS n
+FROM check_request c
+LEFT JOIN inspection i
+       ON i.enterprise_uscc = c.enterprise_uscc
+      AND extract(year FROM coalesce(i.visit_date, i.window_start))
+          = extract(year FROM c.window_start)
+      AND i.check_request_id IS DISTINCT FROM c.id
+WHERE c.id = ANY($1::bigint[])
+GROUP BY c.id
+ORDER BY n DESC, c.id
+LIMIT 1
+"""
+
+
+def scenario_precheck(ctx: Context) -> list[Figure]:
+    """GET /v1/check-requests/{id} (one request with a fresh pre-check) over HTTP."""
+    from bench.approval_bench import interleave, seed_requests
+
+    scale = ctx.scale
+    n_requests = 4_000 + 3_000 * scale.http_seconds  # as the approval scenario files them
+
+    async def prepare(dsn: str) -> tuple[list[int], str, tuple[int, int]]:
+        timings = await seed_inspection_history(
+            dsn, scale.enterprises, scale.inspections_per_enterprise
+        )
+        ctx.log.append(f"seeded {scale.enterprises:,} enterprises: {timings}")
+        ids = [i for i, _ in interleave(await seed_requests(dsn, n_requests))][:2000]
+        conn = await asyncpg.connect(dsn)
+        try:
+            sample = await conn.fetchrow(_EXPECTED_HISTORY, ids)
+        finally:
+            await conn.close()
+        token = await make_token(dsn, "supervisor")
+        return ids, token, (int(sample["id"]), int(sample["n"]))
+
+    async def run() -> list[Figure]:
+        async with scratch_database() as dsn:
+            ids, token, sample = await prepare(dsn)
+            ctx.log.append(f"{n_requests:,} pending check requests filed set-based")
+            return await asyncio.to_thread(_load_precheck, ctx, dsn, ids, token, sample)
+
+    return asyncio.run(run())
+
+
+def _load_precheck(
+    ctx: Context, dsn: str, ids: list[int], token: str, sample: tuple[int, int]
+) -> list[Figure]:
+    env = {"INSPECTION_HUB_DATABASE_URL": sqlalchemy_url(dsn)}
+    headers = {"Authorization": f"Bearer {token}"}
+    profile = None
+    if ctx.profile_dir is not None:
+        profile = ctx.profile_dir / "precheck_read.txt"
+    server = Server("inspection_hub.main:create_app", env=env, profile_to=profile)
+    try:
+        server.wait_ready()
+        check = _check_precheck_answer(server, headers, *sample)
+        ctx.log.append(f"precheck sample: {check}")
+        figure = _read_figure(
+            ctx,
+            server,
+            dsn,
+            "check-request pre-check GET /v1/check-requests/{id}",
+            [f"/v1/check-requests/{i}" for i in ids],
+            headers,
+            f"{len(ids):,} pending requests read; {check}",
+        )
+    finally:
+        server.stop()
+    return [figure]
+
+
+def _check_precheck_answer(server: Server, headers: dict[str, str], rid: int, expected: int) -> str:
+    """One answer checked, so that a broken route cannot pass for a fast one."""
+    r = httpx.get(f"{server.base}/v1/check-requests/{rid}", headers=headers, timeout=10)
+    if r.status_code != 200:
+        return f"correctness FAILED: request {rid} answered {r.status_code}"
+    body = r.json()
+    pre = body.get("precheck") or {}
+    got = len(pre.get("inspections", []))
+    ok = (
+        body.get("id") == rid
+        and r.headers.get("etag") == f'"{body.get("version")}"'
+        and got == expected
+        and pre.get("cap", {}).get("count") is not None
+    )
+    return (
+        f"correctness {'OK' if ok else 'FAILED'} (request {rid}: {got} inspections in its "
+        f"year's pre-check, {expected} expected)"
+    )
 
 
 def scenario_checkrequest(ctx: Context) -> list[Figure]:
@@ -425,6 +543,11 @@ SCENARIOS: dict[str, tuple[str, str | None, Callable[[Context], list[Figure]]]] 
         scenario_checkrequest,
     ),
     "approval": ("approval decision over HTTP", "bench.approval_bench", scenario_approval),
+    "precheck": (
+        "check-request pre-check read over HTTP",
+        "bench.approval_bench",  # files the pending requests
+        scenario_precheck,
+    ),
     "detector": ("detector throughput", "bench.detector_bench", scenario_detector),
     "events": ("event lag at 500 events/s", "bench.events_bench", scenario_events),
     "survey": ("survey dispatch", "bench.survey_bench", scenario_survey),
@@ -475,8 +598,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="run the read and approval scenarios' servers under pyinstrument (their figures "
-        "then include the profiler's overhead: take figures from a run without --profile)",
+        help="run the read, pre-check and approval scenarios' servers under pyinstrument (their "
+        "figures then include the profiler's overhead: take figures from a run without --profile)",
     )
     parser.add_argument("--log", type=Path, default=None, help="write every module's output here")
     args = parser.parse_args()
@@ -523,7 +646,7 @@ def main() -> None:
     print_table(figures)
     print(f"\n# load average at end {loadavg()}")
     if profile_dir is not None:
-        print(f"# profiles: {profile_dir}/inspection_read.txt, {profile_dir}/approval.txt")
+        print(f"# profiles in {profile_dir}: inspection_read.txt, precheck_read.txt, approval.txt")
     if args.log:
         args.log.write_text("\n".join(ctx.log), encoding="utf-8")
 

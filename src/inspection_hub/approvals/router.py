@@ -101,15 +101,19 @@ async def list_check_requests(
 
 
 @router.get("/{request_id}", response_model=CheckRequestRead)
-async def get_check_request(
-    request_id: int, request: Request, response: Response, session: SessionDep, viewer: Reader
-) -> CheckRequestRead:
+async def get_check_request(request_id: int, request: Request, viewer: Reader) -> Response:
     """One request with a fresh pre-check (history, cap, merge candidates, findings)."""
-    view = await service.get_request(
-        session, viewer, request_id, settings=request.app.state.settings
+    async with autocommit_connection(request) as conn:
+        view = await service.read_request(
+            conn, viewer, request_id, settings=request.app.state.settings
+        )
+    # Serialised here: the model was built from the database row just now, so FastAPI's
+    # response validation would only check it again (response_model still documents it).
+    return Response(
+        read_of(view.row, view.precheck).model_dump_json(),
+        media_type="application/json",
+        headers=_etag(view.row["version"]),
     )
-    response.headers.update(_etag(view.row["version"]))
-    return read_of(view.row, view.precheck)
 
 
 async def _decide(

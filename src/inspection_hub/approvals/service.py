@@ -30,6 +30,7 @@ from inspection_hub.config import Settings
 from inspection_hub.conflicts.facts import (
     EnterpriseFacts,
     MatterRow,
+    enterprise_rows_call,
     facts_of,
     load_enterprise_rows,
     load_submission_rows,
@@ -519,13 +520,72 @@ async def _row_by_id(session: AsyncSession, request_id: int) -> RowMapping:
     return row
 
 
+# GET /v1/check-requests/{id} in one round trip (issue 9): the request, its matters' categories
+# and, when the viewer may see it, the enterprise's facts around the window's year exactly as
+# load_enterprise_rows loads them (conflict_facts joined LATERAL; NULL for anyone else).
+_READ_REQUEST = (
+    "SELECT c.*, m.categories, f.* FROM check_request c "
+    "CROSS JOIN LATERAL (SELECT coalesce(array_agg(DISTINCT mt.category), '{}') AS categories "
+    "FROM matter mt WHERE mt.code = ANY(c.matters)) m "
+    "LEFT JOIN LATERAL "
+    + enterprise_rows_call(
+        "CASE WHEN $2::boolean OR c.agency_code = $3::text THEN c.enterprise_uscc END",
+        "extract(year FROM c.window_start)::int",
+    )
+    + " f ON true WHERE c.id = $1::bigint"
+)
+_BIGINT = range(-(2**63), 2**63)
+
+
+async def read_request(
+    conn: DriverConnection, viewer: Principal, request_id: int, *, settings: Settings
+) -> RequestView:
+    """One request with a fresh pre-check, in one statement; 404 if unknown, 403 for another
+    agency's (checked before anything is presented). ``conn`` is a driver connection."""
+    if request_id not in _BIGINT:  # as the session path answered the driver's range error
+        raise ValidationFailed("A value in the request cannot be stored (out of range or NUL).")
+    row = await conn.fetchrow(_READ_REQUEST, request_id, viewer.sees_everything, viewer.agency_code)
+    if row is None:
+        raise NotFound(f"Check request {request_id} does not exist.")
+    viewer.ensure_agency(row["agency_code"])
+    loaded = facts_of(row)
+    precheck = None
+    if loaded is not None:
+        precheck = _precheck(loaded, viewer, row, frozenset(row["categories"]), settings)
+    return RequestView(row, precheck)
+
+
 async def get_request(
     session: AsyncSession, viewer: Principal, request_id: int, *, settings: Settings
 ) -> RequestView:
-    """One request with a fresh pre-check; other agencies' requests are refused (403)."""
-    row = await _row_by_id(session, request_id)
-    viewer.ensure_agency(row["agency_code"])
-    return RequestView(row, await precheck_of(session, viewer, row, settings=settings))
+    """``read_request`` inside the session's transaction (the pages)."""
+    return await read_request(
+        await driver_connection(session), viewer, request_id, settings=settings
+    )
+
+
+def _precheck(
+    loaded: EnterpriseFacts,
+    viewer: Principal,
+    row: Any,
+    categories: frozenset[str],
+    settings: Settings,
+) -> dict[str, Any] | None:
+    try:
+        policy = policy_book(settings).at(row["window_start"])
+    except PolicyNotInForceError:
+        return None
+    return build_precheck(
+        loaded,
+        viewer,
+        policy,
+        request_id=int(row["id"]),
+        agency_code=row["agency_code"],
+        categories=categories,
+        basis=row["basis"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+    )
 
 
 async def precheck_of(
@@ -535,21 +595,9 @@ async def precheck_of(
     loaded = await load_enterprise_rows(session, row["enterprise_uscc"], row["window_start"].year)
     if loaded is None:
         return None
-    try:
-        policy = policy_book(settings).at(row["window_start"])
-    except PolicyNotInForceError:
-        return None
     matters = await _load_matters(session, list(row["matters"]))
-    return build_precheck(
-        loaded,
-        viewer,
-        policy,
-        request_id=int(row["id"]),
-        agency_code=row["agency_code"],
-        categories=frozenset(m["category"] for m in matters.values()),
-        basis=row["basis"],
-        window_start=row["window_start"],
-        window_end=row["window_end"],
+    return _precheck(
+        loaded, viewer, row, frozenset(m["category"] for m in matters.values()), settings
     )
 
 

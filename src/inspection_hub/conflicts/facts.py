@@ -241,6 +241,18 @@ async def load_enterprise_rows(
     )
 
 
+def enterprise_rows_call(uscc: str, year: str) -> str:
+    """``load_enterprise_rows``' facts as a ``precheck_facts(...)`` call over two SQL
+    expressions, ``uscc`` (bpchar; NULL loads nothing) and ``year`` (integer), for a statement
+    that joins it LATERAL to the row it reads those from; ``facts_of`` parses its columns. The
+    bounds are ``submission_bounds(year)``'s, computed in SQL."""
+    lo = f"make_date({year}, 1, 1) - {LOOKAROUND_DAYS}"
+    return (
+        f"precheck_facts({uscc}, {lo} - {MAX_WINDOW_DAYS}, "
+        f"make_date({year}, 12, 31) + {LOOKAROUND_DAYS}, {lo})"
+    )
+
+
 # The submission's reads in one round trip: the listed matters (always one row, so an unknown
 # enterprise still reports the matters) and, when a well-formed USCC was given, the enterprise's
 # facts around the year exactly as load_enterprise_rows loads them.
