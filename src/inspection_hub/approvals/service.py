@@ -522,7 +522,7 @@ async def _row_by_id(session: AsyncSession, request_id: int) -> RowMapping:
 
 # GET /v1/check-requests/{id} in one round trip (issue 9): the request, its matters' categories
 # and, when the viewer may see it, the enterprise's facts around the window's year exactly as
-# load_enterprise_rows loads them (conflict_facts joined LATERAL; NULL for anyone else).
+# load_enterprise_rows loads them (precheck_facts joined LATERAL; NULL for anyone else).
 _READ_REQUEST = (
     "SELECT c.*, m.categories, f.* FROM check_request c "
     "CROSS JOIN LATERAL (SELECT coalesce(array_agg(DISTINCT mt.category), '{}') AS categories "

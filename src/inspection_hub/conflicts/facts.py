@@ -228,17 +228,18 @@ async def load_enterprise(session: AsyncSession, uscc: str) -> EnterpriseFact | 
 async def load_enterprise_rows(
     session: AsyncSession, uscc: str, year: int
 ) -> EnterpriseFacts | None:
-    """Pre-check: the enterprise, its inspections near `year`, its pending requests; or None."""
-    lo = date(year, 1, 1) - timedelta(days=LOOKAROUND_DAYS)
-    hi = date(year, 12, 31) + timedelta(days=LOOKAROUND_DAYS)
-    return await load_facts(
-        session,
-        uscc,
-        lo - timedelta(days=MAX_WINDOW_DAYS),
-        until=hi,
-        ends_after=lo,
-        requests=True,
-    )
+    """Pre-check: the enterprise, its inspections near `year`, its pending requests; or None.
+
+    Through ``precheck_facts`` (what ``conflict_facts`` returns for these bounds, without its
+    lock and bookings: migration 0012), in the session's transaction.
+    """
+    conn = await session.connection()
+    result = await conn.exec_driver_sql(_PRECHECK_FACTS_SQL, (uscc, *submission_bounds(year)))
+    row = result.mappings().one_or_none()
+    return None if row is None else _parse_facts(row)
+
+
+_PRECHECK_FACTS_SQL = "SELECT * FROM precheck_facts($1::bpchar, $2::date, $3::date, $4::date)"
 
 
 def enterprise_rows_call(uscc: str, year: str) -> str:
