@@ -386,7 +386,11 @@ def scenario_checkrequest(ctx: Context) -> list[Figure]:
             sat.get("p50_ms"),
             sat.get("p99_ms"),
             note=f"target >= 40 %; its own ceiling {data['ceiling']['rps']:,.0f} req/s; "
-            f"p99 at 200 req/s offered: {fixed.get('p99_ms', float('nan')):.0f} ms",
+            f"p99 at 200 req/s offered: {fixed.get('p99_ms', float('nan')):.0f} ms; "
+            f"CPU/request server {sat.get('server_cpu_ms', float('nan'))} + PostgreSQL "
+            f"{sat.get('db_cpu_ms', float('nan'))} ms, ceiling "
+            f"{data['ceiling'].get('server_cpu_ms', float('nan'))} + "
+            f"{data['ceiling'].get('db_cpu_ms', float('nan'))} ms",
         )
     ]
 

@@ -307,6 +307,24 @@ def _ms(value: str) -> float:
     return float(value)
 
 
+def with_cpu(dsn: str, server_pid: int, seconds: int, run: Any) -> dict[str, float]:
+    """`run()` (a wrk load returning its figures) plus the CPU the server process and the
+    database's backends used per request (ms, from /proc): steadier than the rate on a shared
+    machine. Backends the pool opens during the run count from zero."""
+    from bench.approval_bench import _backend_pids, _cpu_seconds
+
+    before = asyncio.run(_backend_pids(dsn))
+    app0, db0 = _cpu_seconds([server_pid]), {pid: _cpu_seconds([pid]) for pid in before}
+    result: dict[str, float] = run()
+    after = asyncio.run(_backend_pids(dsn))
+    app1 = _cpu_seconds([server_pid])
+    db = sum(_cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in after)
+    answered = max(result.get("rps", 0.0) * seconds, 1.0)
+    result["server_cpu_ms"] = round((app1 - app0) * 1000 / answered, 2)
+    result["db_cpu_ms"] = round(db * 1000 / answered, 2)
+    return result
+
+
 PACED_LUA = """
 local bodies = {}
 for line in io.lines("%s") do bodies[#bodies + 1] = line end
@@ -417,14 +435,24 @@ def main() -> None:
 
         procs.append(start_server("bench.ceiling_app:ceiling_app", 8911, env))
         run_wrk(8911, "/ceiling", auth, bodies_file, 3, args.connections)  # warm-up
-        ceiling = run_wrk(8911, "/ceiling", auth, bodies_file, args.seconds, args.connections)
+        ceiling = with_cpu(
+            dsn,
+            procs[-1].pid,
+            args.seconds,
+            lambda: run_wrk(8911, "/ceiling", auth, bodies_file, args.seconds, args.connections),
+        )
         log(f"ceiling (FastAPI + 1 asyncpg insert): {ceiling}")
         procs.pop().terminate()
 
         procs.append(start_server("inspection_hub.main:create_app", 8912, env))
         run_wrk(8912, "/v1/check-requests", auth, bodies_file, 3, args.connections)
-        submit = run_wrk(
-            8912, "/v1/check-requests", auth, bodies_file, args.seconds, args.connections
+        submit = with_cpu(
+            dsn,
+            procs[-1].pid,
+            args.seconds,
+            lambda: run_wrk(
+                8912, "/v1/check-requests", auth, bodies_file, args.seconds, args.connections
+            ),
         )
         log(f"POST /v1/check-requests (with pre-check), saturated: {submit}")
         fixed = paced(8912, "/v1/check-requests", auth, bodies_file, args.rate, args.seconds)
