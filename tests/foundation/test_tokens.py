@@ -297,8 +297,8 @@ def test_an_evicted_token_cannot_be_cached_again_within_the_ttl() -> None:
 
 
 def test_token_hash_is_hmac_sha256_of_the_token_with_the_pepper() -> None:
-    # Stored hashes must stay valid across the change to the one-shot hmac.digest: the value is
-    # the classic HMAC-SHA256 hex digest, and a different pepper or token gives another one.
+    # Stored hashes depend on the exact function: HMAC-SHA256 of the token keyed by the pepper,
+    # hex; a different pepper or token gives another one.
     import hashlib
     import hmac
 

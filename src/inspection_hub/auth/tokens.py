@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 
@@ -14,10 +15,6 @@ def new_token() -> str:
 
 
 def hash_token(token: str, pepper: str) -> str:
-    """The keyed hash stored in place of the token (HMAC-SHA256, hex).
-
-    ``hmac.digest`` is the one-shot OpenSSL call: the same value as
-    ``hmac.new(pepper, token, sha256).hexdigest()`` at a fraction of its cost, which every
-    request pays (tests/foundation/test_tokens.py pins the equality).
-    """
-    return hmac.digest(pepper.encode(), token.encode(), "sha256").hex()
+    """The keyed hash stored in place of the token (HMAC-SHA256, hex; pinned by
+    tests/foundation/test_tokens.py, since stored hashes depend on it)."""
+    return hmac.new(pepper.encode(), token.encode(), hashlib.sha256).hexdigest()
