@@ -266,6 +266,26 @@ end
 """
 
 
+def parse_wrk(out: str) -> dict[str, float]:
+    """req/s, p50 and p99 (ms) and the failed answers (non-2xx plus socket errors) from
+    `wrk --latency` output."""
+    result: dict[str, float] = {"errors": 0.0}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(parts[1])
+        elif parts[:1] in (["50%"], ["50.000%"]):
+            result["p50_ms"] = _ms(parts[1])
+        elif parts[:1] in (["99%"], ["99.000%"]):
+            result["p99_ms"] = _ms(parts[1])
+        elif "Non-2xx" in line:
+            result["non_2xx"] = float(parts[-1])
+            result["errors"] += result["non_2xx"]
+        elif "Socket errors" in line:
+            result["errors"] += sum(float(x.strip(",")) for x in parts if x.strip(",").isdigit())
+    return result
+
+
 def run_wrk(
     port: int, path: str, auth: str, bodies_file: Path, seconds: int, conns: int
 ) -> dict[str, float]:
@@ -286,18 +306,7 @@ def run_wrk(
         text=True,
         check=True,
     ).stdout
-    result: dict[str, float] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if line.startswith("Requests/sec:"):
-            result["rps"] = float(parts[1])
-        elif parts[:1] == ["50.000%"] or parts[:1] == ["50%"]:
-            result["p50_ms"] = _ms(parts[1])
-        elif parts[:1] == ["99.000%"] or parts[:1] == ["99%"]:
-            result["p99_ms"] = _ms(parts[1])
-        elif "Non-2xx" in line:
-            result["non_2xx"] = float(parts[-1])
-    return result
+    return parse_wrk(out)
 
 
 def _ms(value: str) -> float:
@@ -362,18 +371,7 @@ def paced(
         text=True,
         check=True,
     ).stdout
-    result: dict[str, float] = {"offered_rps": float(rate), "errors": 0.0}
-    for line in out.splitlines():
-        parts = line.split()
-        if line.startswith("Requests/sec:"):
-            result["rps"] = float(parts[1])
-        elif parts[:1] == ["50.000%"] or parts[:1] == ["50%"]:
-            result["p50_ms"] = _ms(parts[1])
-        elif parts[:1] == ["99.000%"] or parts[:1] == ["99%"]:
-            result["p99_ms"] = _ms(parts[1])
-        elif "Non-2xx" in line or "Socket errors" in line:
-            result["errors"] += sum(float(x.strip(",")) for x in parts if x.strip(",").isdigit())
-    return result
+    return {"offered_rps": float(rate), **parse_wrk(out)}
 
 
 def main() -> None:

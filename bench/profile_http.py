@@ -80,18 +80,7 @@ def _wrk(script: Path, path: str, extra: list[str], seconds: int) -> dict[str, f
          f"http://127.0.0.1:{PORT}{path}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    figures: dict[str, float] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if line.startswith("Requests/sec:"):
-            figures["rps"] = float(parts[1])
-        elif parts[:1] in (["50%"], ["50.000%"]):
-            figures["p50_ms"] = cb._ms(parts[1])
-        elif parts[:1] in (["99%"], ["99.000%"]):
-            figures["p99_ms"] = cb._ms(parts[1])
-        elif "Non-2xx" in line:
-            figures["non_2xx"] = float(parts[-1])
-    return figures
+    return cb.parse_wrk(out)
 
 
 def main() -> None:
