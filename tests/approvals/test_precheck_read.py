@@ -1,9 +1,9 @@
 """GET /v1/check-requests/{id} reads the request and its pre-check in one statement.
 
-`service.read_request` joins the request, its matters' categories and `conflict_facts` in one
-round trip on a driver connection; these tests pin it to the step-by-step path it replaced
-(`precheck_of`: the row, `load_enterprise_rows`, the matters, through the session), which the
-approvals queue page still uses.
+`service.read_request` joins the request, its matters' categories and `precheck_facts` in one
+round trip on a driver connection, and `service.pending_queue` does the same for the approvers'
+queue page; these tests pin both to the step-by-step path they replaced (`precheck_of`: the
+row, `load_enterprise_rows`, the matters, through the session).
 """
 
 from __future__ import annotations
@@ -235,3 +235,34 @@ async def test_sql_bounds_are_load_enterprise_rows_bounds(
             )
     assert facts_of(await driver.fetchrow(sql, None, year)) is None
     assert facts_of(await driver.fetchrow(sql, "9" * 18, year)) is None
+
+
+@pytest.mark.parametrize(
+    "viewer", [SUPERVISOR, SCJG_APPROVER, YJGL_APPROVER], ids=["supervisor", "scjg", "yjgl"]
+)
+async def test_queue_in_one_statement_gives_each_step_by_step_precheck(
+    client: httpx.AsyncClient,
+    world: World,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    driver: Any,
+    viewer: Principal,
+) -> None:
+    ids = await _history(client, world)
+    extra = await _file(client, world.scheduler, request_body(world.usccs[1]))
+    views, more = await service.pending_queue(driver, viewer, settings=settings, limit=100)
+    expected = {
+        SUPERVISOR: [ids["other"], ids["read"], extra],
+        SCJG_APPROVER: [ids["read"], extra],
+        YJGL_APPROVER: [ids["other"]],
+    }[viewer]
+    assert [v.row["id"] for v in views] == expected  # pending only, own agency, oldest first
+    assert more is False
+    for view in views:
+        row, precheck = await _old_path(sessionmaker, viewer, int(view.row["id"]), settings)
+        assert view.precheck is not None
+        assert view.precheck == precheck
+        assert read_of(view.row, view.precheck) == read_of(row, precheck)
+    one, more = await service.pending_queue(driver, SUPERVISOR, settings=settings, limit=1)
+    assert [v.row["id"] for v in one] == [ids["other"]]
+    assert more is True

@@ -591,7 +591,9 @@ def _precheck(
 async def precheck_of(
     session: AsyncSession, viewer: Principal, row: RowMapping, *, settings: Settings
 ) -> dict[str, Any] | None:
-    """The pre-check of a stored request as the viewer may see it."""
+    """The pre-check of a stored request as the viewer may see it, step by step in the session
+    (the facts, then the matters): the reference `read_request` and `pending_queue` are tested
+    against."""
     loaded = await load_enterprise_rows(session, row["enterprise_uscc"], row["window_start"].year)
     if loaded is None:
         return None
@@ -599,6 +601,40 @@ async def precheck_of(
     return _precheck(
         loaded, viewer, row, frozenset(m["category"] for m in matters.values()), settings
     )
+
+
+# The approvers' queue page in one round trip: the pending requests the viewer may see, oldest
+# first, each with its matters' categories and its enterprise's facts (precheck_facts joined
+# LATERAL, as GET /v1/check-requests/{id} reads one), instead of two statements per row.
+_PENDING_QUEUE = (
+    "SELECT c.*, m.categories, f.* FROM check_request c "
+    "CROSS JOIN LATERAL (SELECT coalesce(array_agg(DISTINCT mt.category), '{}') AS categories "
+    "FROM matter mt WHERE mt.code = ANY(c.matters)) m "
+    "LEFT JOIN LATERAL "
+    + enterprise_rows_call("c.enterprise_uscc", "extract(year FROM c.window_start)::int")
+    + " f ON true WHERE c.status = 'pending' AND ($1::text IS NULL OR c.agency_code = $1::text) "
+    "ORDER BY c.created_at, c.id LIMIT $2::int"
+)
+
+
+async def pending_queue(
+    conn: DriverConnection, viewer: Principal, *, settings: Settings, limit: int
+) -> tuple[list[RequestView], bool]:
+    """The pending requests oldest first, each with its pre-check as the viewer may see it, in
+    one statement; and whether more are waiting. Agency roles see their own agency's only, as
+    `list_requests` scopes them. ``conn`` is a driver connection (the page's, in its session)."""
+    agency = None if viewer.sees_everything else viewer.agency_code
+    rows = await conn.fetch(_PENDING_QUEUE, agency, max(1, min(limit, MAX_LIMIT)) + 1)
+    views = []
+    for row in rows[:limit]:
+        loaded = facts_of(row)
+        precheck = (
+            None
+            if loaded is None
+            else _precheck(loaded, viewer, row, frozenset(row["categories"]), settings)
+        )
+        views.append(RequestView(row, precheck))
+    return views, len(rows) > limit
 
 
 async def list_requests(

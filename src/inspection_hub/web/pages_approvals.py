@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from inspection_hub.approvals import service as approvals
 from inspection_hub.approvals.state import Action
 from inspection_hub.auth.principal import Role
+from inspection_hub.db.session import driver_connection
 from inspection_hub.errors import Conflict, PreconditionFailed, ValidationFailed
 from inspection_hub.web.pages import AVAILABLE_PAGES, Page, PageRoute, signed_in
 
@@ -23,18 +24,12 @@ QUEUE_LIMIT = 100
 
 @router.get("/approvals", response_class=HTMLResponse)
 async def queue(p: Reader) -> Response:
-    """Pending requests of the agency, oldest first, each with its pre-check."""
-    rows, more = await approvals.list_requests(
-        p.session, p.user, status="pending", agency=None, cursor=None, limit=QUEUE_LIMIT
+    """Pending requests of the agency, oldest first, each with its pre-check (one statement)."""
+    views, more = await approvals.pending_queue(
+        await driver_connection(p.session), p.user, settings=p.settings, limit=QUEUE_LIMIT
     )
-    items = [
-        {
-            "row": row,
-            "precheck": await approvals.precheck_of(p.session, p.user, row, settings=p.settings),
-        }
-        for row in rows
-    ]
-    return p.render("approvals.html", items=items, more=more is not None)
+    items = [{"row": view.row, "precheck": view.precheck} for view in views]
+    return p.render("approvals.html", items=items, more=more)
 
 
 async def _render_request(
