@@ -3,6 +3,7 @@
     python -m bench.profile_http submit                 # POST /v1/check-requests
     python -m bench.profile_http read --seconds 8       # GET /v1/inspections/{id}
     python -m bench.profile_http history --py-spy /tmp/history.txt
+    python -m bench.profile_http me                     # GET /v1/me: the per-request floor
     python -m bench.profile_http submit --perf /tmp/pg.data   # perf record the backends
 
 Seeds a scratch database as the suite's scenarios do (`submit`: bench/checkrequest_bench.py's
@@ -58,11 +59,11 @@ def _prepare(mode: str, dsn: str, work: Path) -> tuple[Path, str, list[str]]:
         return usccs, ids, await make_token(dsn, "supervisor")
 
     usccs, ids, token = asyncio.run(reads())
-    paths = (
-        [f"/v1/inspections/{i}" for i in ids]
-        if mode == "read"
-        else [f"/v1/enterprises/{u}/inspections" for u in usccs]
-    )
+    paths = {
+        "read": [f"/v1/inspections/{i}" for i in ids],
+        "history": [f"/v1/enterprises/{u}/inspections" for u in usccs],
+        "me": ["/v1/me"],  # the framework's share: auth, routing, middleware, no SQL
+    }[mode]
     script = work / f"{mode}.lua"
     script.write_text(paths_lua("GET", paths[:2000]))
     return script, "/healthz", ["-H", f"Authorization: Bearer {token}"]
@@ -87,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("submit", "read", "history"))
+    parser.add_argument("mode", choices=("submit", "read", "history", "me"))
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--py-spy", default="", help="also record raw py-spy stacks here")
     parser.add_argument("--perf", default="", help="also perf-record the backends here")
