@@ -334,22 +334,16 @@ def with_cpu(dsn: str, server_pid: int, seconds: int, run: Any) -> dict[str, flo
     return result
 
 
-PACED_LUA = """
-local bodies = {}
-for line in io.lines("%s") do bodies[#bodies + 1] = line end
-local i = 0
+# The submission script, each connection waiting a random 0..2 x interval ms between requests.
+PACED_LUA = (
+    LUA
+    + """
 local interval = %f  -- ms between one connection's requests: connections / rate
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "%s"
-request = function()
-  i = i + 1
-  return wrk.format(nil, "%s", nil, bodies[(i %% #bodies) + 1])
-end
 delay = function()
   return math.random(0, math.floor(2 * interval))
 end
 """
+)
 
 
 def paced(
@@ -360,7 +354,7 @@ def paced(
     answers come faster than that interval). A load generator in C, so it takes little of the
     CPU the service and PostgreSQL share (a Python generator took a core of its own)."""
     script = bodies_file.with_name("paced.lua")
-    script.write_text(PACED_LUA % (bodies_file, 1000.0 * conns / rate, auth, path))
+    script.write_text(PACED_LUA % (bodies_file, auth, path, 1000.0 * conns / rate))
     cmd = [
         "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script),
         f"http://127.0.0.1:{port}{path}",
