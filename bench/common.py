@@ -394,10 +394,16 @@ async def sample_keys(dsn: str, n: int = 2000) -> tuple[list[str], list[int]]:
     """Random enterprise USCCs and inspection ids from the seeded data."""
     conn = await asyncpg.connect(dsn)
     try:
+        # Pages sampled so that about 3n rows come back (a fixed 1 % gave ~200 enterprises at
+        # 20 k: a smaller, hotter working set than the n the scenarios meant to spread over).
+        total = await conn.fetchval(
+            "SELECT greatest(reltuples, 1) FROM pg_class WHERE oid = 'enterprise'::regclass"
+        )
+        percent = min(100.0, 300.0 * n / float(total))
         usccs = [
             r[0]
             for r in await conn.fetch(
-                "SELECT uscc FROM enterprise TABLESAMPLE SYSTEM (1) LIMIT $1", n
+                "SELECT uscc FROM enterprise TABLESAMPLE SYSTEM ($1) LIMIT $2", percent, n
             )
         ] or [r[0] for r in await conn.fetch("SELECT uscc FROM enterprise LIMIT $1", n)]
         ids = [
