@@ -418,20 +418,12 @@ async def submit_at_once(
         if policy is not None and uscc is not None
         else {"policy_version": "", "decision_due_at": now, "expires_at": now}
     )
-    payload = {
-        "enterprise": uscc,
-        "agency": data.agency,
-        "matters": codes,
-        "basis": data.basis,
-        "basis_ref": data.basis_ref,
-        "window_start": data.window.start.isoformat(),
-        "window_end": data.window.end.isoformat(),
-        "emergency": False,
-        "status": PENDING,
-        "version": 1,
-        "decision_due_at": values["decision_due_at"].isoformat(),
-        "inspection_id": None,
-    }  # with check_request_id and categories from the statement: `_payload` of the row
+    # `_payload` of the new row; the statement adds its id and the matters' categories.
+    payload = (
+        {k: v for k, v in _payload({"id": None, **values}).items() if k != "check_request_id"}
+        if ok
+        else {}
+    )
     submitted = ev.CHECK_REQUEST_SUBMITTED
     try:
         row = await conn.fetchrow(
@@ -520,19 +512,27 @@ async def _row_by_id(session: AsyncSession, request_id: int) -> RowMapping:
     return row
 
 
-# GET /v1/check-requests/{id} in one round trip (issue 9): the request, its matters' categories
-# and, when the viewer may see it, the enterprise's facts around the window's year exactly as
-# load_enterprise_rows loads them (precheck_facts joined LATERAL; NULL for anyone else).
-_READ_REQUEST = (
-    "SELECT c.*, m.categories, f.* FROM check_request c "
-    "CROSS JOIN LATERAL (SELECT coalesce(array_agg(DISTINCT mt.category), '{}') AS categories "
-    "FROM matter mt WHERE mt.code = ANY(c.matters)) m "
-    "LEFT JOIN LATERAL "
-    + enterprise_rows_call(
-        "CASE WHEN $2::boolean OR c.agency_code = $3::text THEN c.enterprise_uscc END",
-        "extract(year FROM c.window_start)::int",
+def _requests_with_facts(uscc: str) -> str:
+    """Check requests ``c`` with their matters' categories and, for the enterprise the SQL
+    expression ``uscc`` names (NULL: none), the facts around the window's year exactly as
+    load_enterprise_rows loads them (precheck_facts joined LATERAL); a WHERE clause follows."""
+    return (
+        "SELECT c.*, m.categories, f.* FROM check_request c "
+        "CROSS JOIN LATERAL (SELECT coalesce(array_agg(DISTINCT mt.category), '{}') AS categories "
+        "FROM matter mt WHERE mt.code = ANY(c.matters)) m "
+        "LEFT JOIN LATERAL "
+        + enterprise_rows_call(uscc, "extract(year FROM c.window_start)::int")
+        + " f ON true "
     )
-    + " f ON true WHERE c.id = $1::bigint"
+
+
+# GET /v1/check-requests/{id} in one round trip (issue 9); the facts only for a viewer who may
+# see the request (NULL for anyone else, who gets the 403).
+_READ_REQUEST = (
+    _requests_with_facts(
+        "CASE WHEN $2::boolean OR c.agency_code = $3::text THEN c.enterprise_uscc END"
+    )
+    + "WHERE c.id = $1::bigint"
 )
 _BIGINT = range(-(2**63), 2**63)
 
@@ -548,11 +548,15 @@ async def read_request(
     if row is None:
         raise NotFound(f"Check request {request_id} does not exist.")
     viewer.ensure_agency(row["agency_code"])
+    return _view_with_facts(row, viewer, settings)
+
+
+def _view_with_facts(row: Any, viewer: Principal, settings: Settings) -> RequestView:
+    """A row of `_requests_with_facts` with its pre-check (None without facts)."""
     loaded = facts_of(row)
-    precheck = None
-    if loaded is not None:
-        precheck = _precheck(loaded, viewer, row, frozenset(row["categories"]), settings)
-    return RequestView(row, precheck)
+    if loaded is None:
+        return RequestView(row)
+    return RequestView(row, _precheck(loaded, viewer, row, frozenset(row["categories"]), settings))
 
 
 async def get_request(
@@ -604,15 +608,10 @@ async def precheck_of(
 
 
 # The approvers' queue page in one round trip: the pending requests the viewer may see, oldest
-# first, each with its matters' categories and its enterprise's facts (precheck_facts joined
-# LATERAL, as GET /v1/check-requests/{id} reads one), instead of two statements per row.
+# first, each with its facts, instead of two statements per row.
 _PENDING_QUEUE = (
-    "SELECT c.*, m.categories, f.* FROM check_request c "
-    "CROSS JOIN LATERAL (SELECT coalesce(array_agg(DISTINCT mt.category), '{}') AS categories "
-    "FROM matter mt WHERE mt.code = ANY(c.matters)) m "
-    "LEFT JOIN LATERAL "
-    + enterprise_rows_call("c.enterprise_uscc", "extract(year FROM c.window_start)::int")
-    + " f ON true WHERE c.status = 'pending' AND ($1::text IS NULL OR c.agency_code = $1::text) "
+    _requests_with_facts("c.enterprise_uscc")
+    + "WHERE c.status = 'pending' AND ($1::text IS NULL OR c.agency_code = $1::text) "
     "ORDER BY c.created_at, c.id LIMIT $2::int"
 )
 
@@ -625,16 +624,7 @@ async def pending_queue(
     `list_requests` scopes them. ``conn`` is a driver connection (the page's, in its session)."""
     agency = None if viewer.sees_everything else viewer.agency_code
     rows = await conn.fetch(_PENDING_QUEUE, agency, max(1, min(limit, MAX_LIMIT)) + 1)
-    views = []
-    for row in rows[:limit]:
-        loaded = facts_of(row)
-        precheck = (
-            None
-            if loaded is None
-            else _precheck(loaded, viewer, row, frozenset(row["categories"]), settings)
-        )
-        views.append(RequestView(row, precheck))
-    return views, len(rows) > limit
+    return [_view_with_facts(row, viewer, settings) for row in rows[:limit]], len(rows) > limit
 
 
 async def list_requests(

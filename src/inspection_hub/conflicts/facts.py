@@ -285,8 +285,8 @@ class SubmissionRows:
 
 
 def submission_bounds(year: int) -> tuple[date, date, date]:
-    """``conflict_facts``' since, until and ends_after for a request in ``year`` (as
-    ``load_enterprise_rows`` reads them)."""
+    """The pre-check's since, until and ends_after (``precheck_facts``' bounds) for a request in
+    ``year``."""
     lo = date(year, 1, 1) - timedelta(days=LOOKAROUND_DAYS)
     hi = date(year, 12, 31) + timedelta(days=LOOKAROUND_DAYS)
     return lo - timedelta(days=MAX_WINDOW_DAYS), hi, lo
