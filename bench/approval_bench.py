@@ -245,20 +245,27 @@ async def _backend_pids(dsn: str) -> list[int]:
         await conn.close()
 
 
+def cpu_during(dsn: str, server_pid: int, run: Any) -> tuple[Any, float, float]:
+    """`run()`'s result and the CPU seconds the server process and the database's backends
+    used meanwhile (from /proc). Backends the pool opens during the run count from zero; one
+    that ended during it is not counted (its last CPU figure is gone)."""
+    before = asyncio.run(_backend_pids(dsn))
+    app0, db0 = _cpu_seconds([server_pid]), {pid: _cpu_seconds([pid]) for pid in before}
+    result = run()
+    after = asyncio.run(_backend_pids(dsn))
+    app1 = _cpu_seconds([server_pid])
+    db = sum(_cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in after)
+    return result, app1 - app0, db
+
+
 def measured(dsn: str, server_pid: int, run: Any) -> tuple[Load, dict[str, float]]:
     """Run `run()` (a wrk load); also return the CPU the server process and the database
     backends serving it used, per 2xx request (ms): on a shared machine this is steadier
-    than the rate itself. Backends the pool opens during the run count from zero."""
-    before = asyncio.run(_backend_pids(dsn))
-    app0, db0 = _cpu_seconds([server_pid]), {pid: _cpu_seconds([pid]) for pid in before}
-    load: Load = run()
-    after = asyncio.run(_backend_pids(dsn))
-    app1 = _cpu_seconds([server_pid])
-    # A backend that ended during the run is not counted (its last CPU figure is gone).
-    db = sum(_cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in after)
+    than the rate itself."""
+    load, app, db = cpu_during(dsn, server_pid, run)
     ok = max(load.requests - load.non_2xx, 1)
     return load, {
-        "server_cpu_ms": round((app1 - app0) * 1000 / ok, 2),
+        "server_cpu_ms": round(app * 1000 / ok, 2),
         "db_cpu_ms": round(db * 1000 / ok, 2),
     }
 

@@ -318,18 +318,12 @@ def _ms(value: str) -> float:
 
 def with_cpu(dsn: str, server_pid: int, seconds: int, run: Any) -> dict[str, float]:
     """`run()` (a wrk load returning its figures) plus the CPU the server process and the
-    database's backends used per request (ms, from /proc): steadier than the rate on a shared
-    machine. Backends the pool opens during the run count from zero."""
-    from bench.approval_bench import _backend_pids, _cpu_seconds
+    database's backends used per request (ms): steadier than the rate on a shared machine."""
+    from bench.approval_bench import cpu_during
 
-    before = asyncio.run(_backend_pids(dsn))
-    app0, db0 = _cpu_seconds([server_pid]), {pid: _cpu_seconds([pid]) for pid in before}
-    result: dict[str, float] = run()
-    after = asyncio.run(_backend_pids(dsn))
-    app1 = _cpu_seconds([server_pid])
-    db = sum(_cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in after)
+    result, app, db = cpu_during(dsn, server_pid, run)
     answered = max(result.get("rps", 0.0) * seconds, 1.0)
-    result["server_cpu_ms"] = round((app1 - app0) * 1000 / answered, 2)
+    result["server_cpu_ms"] = round(app * 1000 / answered, 2)
     result["db_cpu_ms"] = round(db * 1000 / answered, 2)
     return result
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import checkrequest_bench as cb
-from bench.approval_bench import _backend_pids, _cpu_seconds
+from bench.approval_bench import _backend_pids
 from bench.common import make_token, paths_lua, sample_keys, seed_inspection_history
 
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -132,15 +132,12 @@ def main() -> None:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             time.sleep(0.3)
-        app0, db0 = _cpu_seconds([server.pid]), _cpu_seconds(backends)
-        figures: dict[str, Any] = _wrk(script, path, extra, args.seconds)
-        app1, db1 = _cpu_seconds([server.pid]), _cpu_seconds(backends)
+        figures: dict[str, Any] = cb.with_cpu(
+            dsn, server.pid, args.seconds, lambda: _wrk(script, path, extra, args.seconds)
+        )
         if perf is not None:
             perf.send_signal(signal.SIGINT)
             perf.wait()
-        answered = max(figures.get("rps", 0.0) * args.seconds, 1.0)
-        figures["server_cpu_ms"] = round((app1 - app0) * 1000 / answered, 2)
-        figures["db_cpu_ms"] = round((db1 - db0) * 1000 / answered, 2)
         figures["backends"] = len(backends)
         print(json.dumps({"mode": args.mode, **figures}))
         if args.py_spy:
