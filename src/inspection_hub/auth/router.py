@@ -15,15 +15,17 @@ from inspection_hub.db.deps import SessionDep
 from inspection_hub.db.session import after_commit
 from inspection_hub.kit.schema import Page
 
-users_router = APIRouter(prefix="/v1/users", tags=["users"])
-tokens_router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+# One router with full paths (no nested routers): main.add_routers adds it to the app flat.
+router = APIRouter()
 
 Admin = Annotated[Principal, Depends(authorize(Role.admin))]
 # Every role manages its own tokens; the service lets only an admin reach other users' tokens.
 Anyone = Annotated[Principal, Depends(authorize())]
 
 
-@users_router.post("", status_code=status.HTTP_201_CREATED, response_model=UserRead)
+@router.post(
+    "/v1/users", tags=["users"], status_code=status.HTTP_201_CREATED, response_model=UserRead
+)
 async def create_user(body: UserCreate, session: SessionDep, actor: Admin) -> UserRead:
     """Create a person with a role, agency and first password (admin)."""
     user = await service.create_person(
@@ -54,7 +56,7 @@ def _token_read(entry: service.TokenEntry, viewer: Principal) -> TokenRead:
     )
 
 
-@tokens_router.get("", response_model=Page[TokenRead])
+@router.get("/v1/tokens", tags=["tokens"], response_model=Page[TokenRead])
 async def list_tokens(
     session: SessionDep,
     viewer: Anyone,
@@ -69,8 +71,9 @@ async def list_tokens(
     return Page[TokenRead](items=[_token_read(e, viewer) for e in entries], next_cursor=next_cursor)
 
 
-@tokens_router.post(
-    "/{token_id}/revoke",
+@router.post(
+    "/v1/tokens/{token_id}/revoke",
+    tags=["tokens"],
     response_model=TokenRead,
     responses={403: {"description": "Another user's token (only an admin may revoke it)."}},
 )
@@ -85,8 +88,3 @@ async def revoke_token(
     token_hash = entry.token.token_hash
     after_commit(session, lambda: cache.evict(token_hash))
     return _token_read(entry, actor)
-
-
-router = APIRouter()
-router.include_router(users_router)
-router.include_router(tokens_router)
