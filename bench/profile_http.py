@@ -4,12 +4,14 @@
     python -m bench.profile_http read --seconds 8       # GET /v1/inspections/{id}
     python -m bench.profile_http history --py-spy /tmp/history.txt
     python -m bench.profile_http me                     # GET /v1/me: the per-request floor
+    python -m bench.profile_http approve                # POST /v1/check-requests/{id}/approve
     python -m bench.profile_http submit --perf /tmp/pg.data   # perf record the backends
 
 Seeds a scratch database as the suite's scenarios do (`submit`: bench/checkrequest_bench.py's
 20,000 enterprises, 60,000 inspections and 10,000 earlier requests; `read` / `history`: the read
-scenario's history), starts the service under uvicorn with the suite's settings, warms it up,
-then runs `wrk -t1 -c16` and prints req/s with the CPU each answered request cost the server
+scenario's history; `approve`: bench/approval_bench.py's history and 40,000 pending requests,
+each approved at most once), starts the service under uvicorn with the suite's settings, warms it
+up, then runs `wrk -t1 -c16` and prints req/s with the CPU each answered request cost the server
 process and the database's backends (from /proc). With `--py-spy FILE` a second, profiled run
 records raw stacks of the server (200 Hz; summarise with any folded-stack tool); with `--perf
 FILE` the measured run also records `perf record -e cpu-clock -g` of the backends (`perf report
@@ -52,6 +54,29 @@ def _prepare(mode: str, dsn: str, work: Path) -> tuple[Path, str, list[str]]:
         path = "/v1/check-requests"
         script.write_text(cb.LUA % (bodies, f"Bearer {token}", path))
         return script, path, []
+    if mode == "approve":
+        from bench import approval_bench as ab
+
+        async def approvals() -> tuple[dict[str, list[int]], dict[str, list[str]]]:
+            await seed_inspection_history(dsn, 20_000, 3)
+            return await ab.seed_requests(dsn, 40_000), await ab.approver_tokens(dsn)
+
+        by_agency, tokens = asyncio.run(approvals())
+        script = work / "approve.lua"
+        lua = ab.approve_lua(ab.interleave(by_agency), tokens, work)
+        # Each run (warm-up, measured, profiled) goes on where the last one stopped, so that no
+        # request is approved twice (a 409 would be measured instead of a decision).
+        offset = work / "approve.offset"
+        lua = lua.replace(
+            "local i = 0",
+            f'local f = io.open("{offset}")\nlocal i = f and tonumber(f:read("*l")) or 0\n'
+            "if f then f:close() end\nlocal start = i",
+        ) + (
+            f'done = function(summary, latency, requests)\n  local o = io.open("{offset}", "w")\n'
+            "  o:write(tostring(start + summary.requests + 64)) o:close()\nend\n"
+        )
+        script.write_text(lua)
+        return script, "/healthz", []
 
     async def reads() -> tuple[list[str], list[int], str]:
         await seed_inspection_history(dsn, 20_000, 3)
@@ -88,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("submit", "read", "history", "me"))
+    parser.add_argument("mode", choices=("submit", "read", "history", "me", "approve"))
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--py-spy", default="", help="also record raw py-spy stacks here")
     parser.add_argument("--perf", default="", help="also perf-record the backends here")
