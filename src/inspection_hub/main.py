@@ -16,7 +16,12 @@ from inspection_hub import health
 from inspection_hub.auth.cache import TokenCache
 from inspection_hub.config import Settings, get_settings
 from inspection_hub.db.migrate import head_revisions
-from inspection_hub.db.session import make_engine, make_sessionmaker, resolve_database_url
+from inspection_hub.db.session import (
+    make_engine,
+    make_sessionmaker,
+    make_statement_pool,
+    resolve_database_url,
+)
 from inspection_hub.errors import Conflict, install_error_handlers
 from inspection_hub.events.runtime import start_background, stop_background
 from inspection_hub.kit.ratelimit import RateLimitMiddleware
@@ -71,6 +76,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.state.database_url = url
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.statement_pool = await make_statement_pool(url, settings)
         app.state.http = make_http_client(settings)
         set_shared_client(app.state.http)
         await start_background(app)
@@ -80,6 +86,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             await stop_background(app)
             set_shared_client(None)
             await app.state.http.aclose()
+            await app.state.statement_pool.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 # asyncpg.Connection (asyncpg ships no type information): fetch/fetchrow/fetchval with $n.
 DriverConnection = Any
@@ -37,24 +37,12 @@ async def autocommit_connection(request: Request) -> AsyncIterator[DriverConnect
     """A pooled driver connection outside any transaction: no session, no BEGIN/COMMIT.
 
     asyncpg runs each statement in autocommit, so a one-statement read costs one round trip and
-    a one-statement write is its own transaction (all of it or nothing). The connection goes
-    back to the pool unchanged (nothing was begun through SQLAlchemy, so its reset on return
-    sends nothing); one found closed after an error is invalidated, so the pool does not hand it
-    out again. Used by the hottest reads and the check-request submission and decisions; the
-    rest keeps SessionDep.
+    a one-statement write is its own transaction (all of it or nothing). The connection comes
+    from the statement pool (`db.session.make_statement_pool`, decision D25), not SQLAlchemy's:
+    no greenlet switches and no wrappers. One found closed after an error is replaced at its
+    next check-out. Used by the hottest reads and the check-request submission and decisions;
+    the rest keeps SessionDep.
     """
-    engine: AsyncEngine = request.app.state.engine
-    # The pool's connection itself, without the Connection/AsyncConnection wrappers (40 us of a
-    # 1.2 ms read's CPU); nothing is begun through SQLAlchemy, so returning it sends nothing.
-    # Check-in runs in SQLAlchemy's greenlet, where a reset needing the network could await.
-    fairy = await engine.raw_connection()
-    try:
-        driver: DriverConnection = fairy.driver_connection
-        try:
-            yield driver
-        except BaseException:
-            if driver.is_closed():
-                await greenlet_spawn(fairy.invalidate)
-            raise
-    finally:
-        await greenlet_spawn(fairy.close)
+    pool: asyncpg.Pool = request.app.state.statement_pool
+    async with pool.acquire() as connection:
+        yield connection

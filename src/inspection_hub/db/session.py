@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+import asyncpg
+from sqlalchemy import event, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -59,6 +60,34 @@ def _ping_when_idle(pool: Pool, idle_s: float) -> None:
             dbapi_connection.ping()
         except Exception as exc:
             raise DisconnectionError("connection dropped while idle") from exc
+
+
+async def make_statement_pool(url: str, settings: Settings) -> asyncpg.Pool:
+    """The asyncpg pool behind `db.deps.autocommit_connection` (decision D25).
+
+    The hottest routes run one statement in autocommit on a driver connection. Taking that
+    connection from SQLAlchemy's pool costs two greenlet switches (check-out and check-in),
+    a quarter of a one-statement read's CPU; asyncpg's own pool is plain asyncio. Connections
+    open on demand (none at start-up) up to `db_statement_pool_size`, and a connection found
+    closed (a restarted or terminated backend) is replaced at its next check-out. Only
+    statements run here, never session state (SET, LISTEN, session advisory locks), so a
+    connection goes back without asyncpg's reset round trip; an open transaction is still
+    rolled back by asyncpg before the connection is reused.
+    """
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=settings.db_statement_pool_size,
+        reset=_statements_only,
+        server_settings={"application_name": "inspection-hub"},
+    )
+    return pool
+
+
+async def _statements_only(connection: Any) -> None:
+    """No reset beyond asyncpg's own rollback of an open transaction (see make_statement_pool)."""
+    return None
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,0 +1,68 @@
+"""The statement pool behind db.deps.autocommit_connection (decision D25)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from inspection_hub.config import Settings
+from inspection_hub.db.session import make_statement_pool
+from inspection_hub.main import create_app
+
+TABLE = "CREATE TEMP TABLE statement_pool_probe (k int PRIMARY KEY)"  # this connection's own
+
+
+async def test_opens_nothing_until_used_and_stops_at_its_size(
+    settings: Settings, database_url: str, sessionmaker: Any
+) -> None:
+    pool = await make_statement_pool(
+        database_url, settings.model_copy(update={"db_statement_pool_size": 2})
+    )
+    try:
+        assert pool.get_size() == 0  # no connection at start-up: replicas start fast
+        async with pool.acquire() as a, pool.acquire() as b:
+            assert a.get_server_pid() != b.get_server_pid()
+            assert pool.get_size() == 2
+            assert (
+                await a.fetchval("SELECT current_setting('application_name')") == "inspection-hub"
+            )
+        assert pool.get_size() == 2  # kept for the next requests
+    finally:
+        await pool.close()
+
+
+async def test_an_open_transaction_is_rolled_back_before_reuse(
+    settings: Settings, database_url: str, sessionmaker: Any
+) -> None:
+    """The pool skips asyncpg's reset query, but never hands out a connection inside a
+    transaction: what was not committed stays uncommitted."""
+    pool = await make_statement_pool(
+        database_url, settings.model_copy(update={"db_statement_pool_size": 1})
+    )
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(TABLE)
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO statement_pool_probe VALUES (1)")
+            pid = conn.get_server_pid()
+        async with pool.acquire() as conn:
+            assert conn.get_server_pid() == pid  # the same connection ...
+            assert not conn.is_in_transaction()  # ... outside any transaction
+            assert await conn.fetchval("SELECT count(*) FROM statement_pool_probe") == 0
+    finally:
+        await pool.close()
+
+
+async def test_the_app_closes_it_at_shutdown(
+    settings: Settings, database_url: str, sessionmaker: Any
+) -> None:
+    app = create_app(settings, database_url)
+    async with app.router.lifespan_context(app):
+        pool = app.state.statement_pool
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    assert pool.is_closing()
+    with pytest.raises(asyncpg.InterfaceError):
+        await pool.acquire()
