@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from bench.ceilings import ceiling_figures, http_ceilings, raw_ceilings
+from bench.ceilings import ceiling_figures, cpu_ratio, http_ceilings, raw_ceilings
 from bench.common import (
     PG,
     REPO,
@@ -74,6 +74,7 @@ class Context:
     scale: Scale
     raw: dict[str, float]
     http: dict[str, Load]
+    http_cpu: dict[str, dict[str, float]]
     profile_dir: Path | None
     log: list[str]
 
@@ -263,7 +264,8 @@ def _read_figure(
         load.p99_ms,
         server.peak_mib(),
         note=f"target >= 50 %; {note}{bad}; CPU/request server {cpu['server_cpu_ms']} + "
-        f"PostgreSQL {cpu['db_cpu_ms']} ms",
+        f"PostgreSQL {cpu['db_cpu_ms']} ms (by CPU {cpu_ratio(ctx.http_cpu['select'], cpu)} of "
+        "the select ceiling's)",
     )
 
 
@@ -390,7 +392,8 @@ def scenario_checkrequest(ctx: Context) -> list[Figure]:
             f"CPU/request server {sat.get('server_cpu_ms', float('nan'))} + PostgreSQL "
             f"{sat.get('db_cpu_ms', float('nan'))} ms, ceiling "
             f"{data['ceiling'].get('server_cpu_ms', float('nan'))} + "
-            f"{data['ceiling'].get('db_cpu_ms', float('nan'))} ms",
+            f"{data['ceiling'].get('db_cpu_ms', float('nan'))} ms (by CPU "
+            f"{cpu_ratio(data['ceiling'], sat) if 'server_cpu_ms' in sat else 'n/a'})",
         )
     ]
 
@@ -427,7 +430,7 @@ def scenario_approval(ctx: Context) -> list[Figure]:
             f"{'OK' if data['correct'] else 'FAILED'} ({data['db']['approved']:,} approved, each "
             f"1 decision, 1 audit row, 1 event); CPU/request server {approve['server_cpu_ms']} + "
             f"PostgreSQL {approve['db_cpu_ms']} ms, ceiling {own['server_cpu_ms']} + "
-            f"{own['db_cpu_ms']} ms",
+            f"{own['db_cpu_ms']} ms (by CPU {cpu_ratio(own, approve)})",
         )
     ]
 
@@ -621,7 +624,9 @@ def main() -> None:
         flush=True,
     )
 
-    async def ceilings() -> tuple[dict[str, float], dict[str, Load]]:
+    async def ceilings() -> tuple[
+        dict[str, float], tuple[dict[str, Load], dict[str, dict[str, float]]]
+    ]:
         async with scratch_database(migrate=False) as dsn:
             raw = await raw_ceilings(dsn, copy_rows=scale.copy_rows)
             http = await asyncio.to_thread(
@@ -629,10 +634,10 @@ def main() -> None:
             )
             return raw, http
 
-    raw, http = asyncio.run(ceilings())
+    raw, (http, http_cpu) = asyncio.run(ceilings())
     profile_dir = Path(tempfile.mkdtemp(prefix="ih-profile-")) if args.profile else None
-    ctx = Context(scale, raw, http, profile_dir, [])
-    figures = ceiling_figures(raw, http)
+    ctx = Context(scale, raw, http, http_cpu, profile_dir, [])
+    figures = ceiling_figures(raw, http, http_cpu)
     for key in only:
         label, module, runner = SCENARIOS[key]
         if module is not None and not _module_available(module):

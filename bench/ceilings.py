@@ -160,26 +160,50 @@ def bare_app() -> Any:
     return app
 
 
-def http_ceilings(dsn: str, rows: int, duration: int, connections: int) -> dict[str, Load]:
-    """The bare FastAPI endpoints under wrk (same flags as the scenarios)."""
+def http_ceilings(
+    dsn: str, rows: int, duration: int, connections: int
+) -> tuple[dict[str, Load], dict[str, dict[str, float]]]:
+    """The bare FastAPI endpoints under wrk (same flags as the scenarios), with the CPU each
+    answered request cost the server process and the database's backends (ms)."""
+    from bench.approval_bench import measured
+
     with serving("bench.ceilings:bare_app", env={"BENCH_DSN": dsn}, ready_path="/ready") as srv:
         body = '{"k": 7, "payload": "' + PAYLOAD + '"}'
-        insert = wrk(
-            srv.base + "/insert",
-            lua=random_path_lua("POST", '"/insert"', body),
-            duration=duration,
-            connections=connections,
+        insert, insert_cpu = measured(
+            dsn,
+            srv.proc.pid,
+            lambda: wrk(
+                srv.base + "/insert",
+                lua=random_path_lua("POST", '"/insert"', body),
+                duration=duration,
+                connections=connections,
+            ),
         )
-        select = wrk(
-            srv.base + "/select/1",
-            lua=random_path_lua("GET", f'"/select/" .. (1 + r % {rows - 1})'),
-            duration=duration,
-            connections=connections,
+        select, select_cpu = measured(
+            dsn,
+            srv.proc.pid,
+            lambda: wrk(
+                srv.base + "/select/1",
+                lua=random_path_lua("GET", f'"/select/" .. (1 + r % {rows - 1})'),
+                duration=duration,
+                connections=connections,
+            ),
         )
-    return {"insert": insert, "select": select}
+    return {"insert": insert, "select": select}, {"insert": insert_cpu, "select": select_cpu}
 
 
-def ceiling_figures(raw: dict[str, float], http: dict[str, Load]) -> list[Figure]:
+def cpu_ratio(ceiling: dict[str, float], scenario: dict[str, float]) -> str:
+    """The ceiling's CPU per request (server + PostgreSQL) over the scenario's, as a percentage:
+    the ratio the machine's cores allow when they are the limit, steadier than the rates."""
+    need = scenario["server_cpu_ms"] + scenario["db_cpu_ms"]
+    return (
+        f"{(ceiling['server_cpu_ms'] + ceiling['db_cpu_ms']) / need * 100:.0f} %" if need else "n/a"
+    )
+
+
+def ceiling_figures(
+    raw: dict[str, float], http: dict[str, Load], cpu: dict[str, dict[str, float]]
+) -> list[Figure]:
     """The ceilings as table rows."""
     return [
         Figure("ceiling: raw insert, 1 connection", f"{raw['insert_1conn']:,.0f} rows/s"),
@@ -192,11 +216,17 @@ def ceiling_figures(raw: dict[str, float], http: dict[str, Load]) -> list[Figure
             f"{http['insert'].rps:,.0f} req/s",
             p50_ms=http["insert"].p50_ms,
             p99_ms=http["insert"].p99_ms,
+            note=_cpu_note(cpu["insert"]),
         ),
         Figure(
             "ceiling: FastAPI GET one indexed select",
             f"{http['select'].rps:,.0f} req/s",
             p50_ms=http["select"].p50_ms,
             p99_ms=http["select"].p99_ms,
+            note=_cpu_note(cpu["select"]),
         ),
     ]
+
+
+def _cpu_note(cpu: dict[str, float]) -> str:
+    return f"CPU/request server {cpu['server_cpu_ms']} + PostgreSQL {cpu['db_cpu_ms']} ms"
