@@ -133,7 +133,7 @@ async def _measure(dsn: str, samples: int) -> None:
             )
         pre.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
-        async with engine.connect() as sa_conn:  # as db.deps.autocommit_connection does
+        async with engine.connect() as sa_conn:  # a driver connection, as the route gets one
             conn = (await sa_conn.get_raw_connection()).driver_connection
             await enterprise_year(conn, uscc, today.year, today, "http://bench")
         reads.append((time.perf_counter() - t) * 1000)
