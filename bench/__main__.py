@@ -196,16 +196,19 @@ def scenario_reads(ctx: Context) -> list[Figure]:
     return asyncio.run(run())
 
 
+def _service(ctx: Context, dsn: str, profile_name: str) -> Server:
+    """The service on `dsn` under the suite's uvicorn settings (pyinstrument with --profile)."""
+    profile = ctx.profile_dir / profile_name if ctx.profile_dir is not None else None
+    env = {"INSPECTION_HUB_DATABASE_URL": sqlalchemy_url(dsn)}
+    return Server("inspection_hub.main:create_app", env=env, profile_to=profile)
+
+
 def _load_reads(
     ctx: Context, dsn: str, usccs: list[str], ids: list[int], token: str
 ) -> list[Figure]:
-    env = {"INSPECTION_HUB_DATABASE_URL": sqlalchemy_url(dsn)}
     headers = {"Authorization": f"Bearer {token}"}
     figures = []
-    profile = None
-    if ctx.profile_dir is not None:
-        profile = ctx.profile_dir / "inspection_read.txt"
-    server = Server("inspection_hub.main:create_app", env=env, profile_to=profile)
+    server = _service(ctx, dsn, "inspection_read.txt")
     try:
         server.wait_ready()
         idle = server.rss_mib()
@@ -319,12 +322,8 @@ def scenario_precheck(ctx: Context) -> list[Figure]:
 def _load_precheck(
     ctx: Context, dsn: str, ids: list[int], token: str, sample: tuple[int, int]
 ) -> list[Figure]:
-    env = {"INSPECTION_HUB_DATABASE_URL": sqlalchemy_url(dsn)}
     headers = {"Authorization": f"Bearer {token}"}
-    profile = None
-    if ctx.profile_dir is not None:
-        profile = ctx.profile_dir / "precheck_read.txt"
-    server = Server("inspection_hub.main:create_app", env=env, profile_to=profile)
+    server = _service(ctx, dsn, "precheck_read.txt")
     try:
         server.wait_ready()
         check = _check_precheck_answer(server, headers, *sample)
