@@ -66,3 +66,37 @@ async def test_the_app_closes_it_at_shutdown(
     assert pool.is_closing()
     with pytest.raises(asyncpg.InterfaceError):
         await pool.acquire()
+
+
+async def test_a_request_gives_up_when_every_connection_stays_busy(
+    settings: Settings,
+    database_url: str,
+    sessionmaker: Any,
+    make_headers: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the pool used up, a request waits ACQUIRE_TIMEOUT_S, then fails with a problem
+    instead of hanging; once a connection is free again the same request is answered."""
+    import asyncio
+
+    import httpx
+
+    from inspection_hub.db import deps
+
+    monkeypatch.setattr(deps, "ACQUIRE_TIMEOUT_S", 0.3)
+    headers = await make_headers("supervisor")
+    app = create_app(settings.model_copy(update={"db_statement_pool_size": 1}), database_url)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://testserver",
+        ) as client,
+    ):
+        async with app.state.statement_pool.acquire():  # the only connection, held
+            # without the timeout this would wait for ever: wait_for makes that a failure
+            r = await asyncio.wait_for(client.get("/v1/inspections/1", headers=headers), 5)
+            assert r.status_code == 500
+            assert r.headers["content-type"] == "application/problem+json"
+        r = await client.get("/v1/inspections/1", headers=headers)
+        assert r.status_code == 404  # answered: no such inspection

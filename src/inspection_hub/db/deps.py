@@ -10,6 +10,9 @@ import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+ACQUIRE_TIMEOUT_S = 30.0
+"""How long a request waits for a statement-pool connection when all are in use."""
+
 # asyncpg.Connection (asyncpg ships no type information): fetch/fetchrow/fetchval with $n.
 DriverConnection = Any
 
@@ -44,5 +47,6 @@ async def autocommit_connection(request: Request) -> AsyncIterator[DriverConnect
     the rest keeps SessionDep.
     """
     pool: asyncpg.Pool = request.app.state.statement_pool
-    async with pool.acquire() as connection:
+    # As long as SQLAlchemy's pool waited (its pool_timeout) before failing the request.
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as connection:
         yield connection
