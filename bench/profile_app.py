@@ -7,7 +7,8 @@
         --dsn ... --callgrind                            # instructions of the measured loop only
 
 Calls the ASGI app (`inspection_hub.main.create_app`, lifespan running) directly, one request at
-a time, after 300 warm-up requests, and prints the process CPU per request. Modes: `me` (the
+a time, after 300 warm-up requests, and prints the process CPU per request and the CPU the
+database backends used meanwhile (from /proc, 10 ms ticks: use `--n` of 2,000 or more). Modes: `me` (the
 floor: auth, routing, middleware, no SQL), `read` (GET /v1/inspections/{id}), `history` (GET
 /v1/enterprises/{uscc}/inspections), `precheck` (GET /v1/check-requests/{id} of pending
 requests), `approve` (POST .../approve, each pending request once: needs `profile_http approve
@@ -33,6 +34,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench.approval_bench import _backend_pids, _cpu_seconds
 from bench.common import PEPPER, SESSION_SECRET, make_token
 
 Message = dict[str, Any]
@@ -170,16 +172,23 @@ async def run(args: argparse.Namespace) -> None:
             _callgrind("on")
         if profile is not None:
             profile.enable()
+        backends = await _backend_pids(args.dsn)
+        db_before = {pid: _cpu_seconds([pid]) for pid in backends}
         started = time.process_time()
         for method, path, body, headers in requests[warm:]:
             await app(scope(method, path, headers), receiver(body), send)
         cpu = time.process_time() - started
+        db_cpu = sum(
+            _cpu_seconds([pid]) - db_before.get(pid, 0.0)
+            for pid in await _backend_pids(args.dsn)
+        )
         if profile is not None:
             profile.disable()
         if args.callgrind:
             _callgrind("off")
     print(json.dumps({"mode": args.mode, "requests": args.n, "statuses": dict(statuses),
-                      "cpu_ms_per_request": round(cpu / args.n * 1000, 3)}))  # fmt: skip
+                      "cpu_ms_per_request": round(cpu / args.n * 1000, 3),
+                      "db_cpu_ms_per_request": round(db_cpu / args.n * 1000, 3)}))  # fmt: skip
     if profile is not None:
         pstats.Stats(profile, stream=sys.stdout).sort_stats(args.sort).print_stats(args.top)
 

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 0
     db_pool_ping_after_idle_s: float = 1.0
-    db_statement_pool_size: int = 10
+    db_statement_pool_size: int = 6
     public_base_url: str = "http://127.0.0.1:8000"
     token_pepper: str = Field(default="", repr=False)
     session_secret: str = Field(default="", repr=False)
