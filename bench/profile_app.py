@@ -8,16 +8,16 @@
 
 Calls the ASGI app (`inspection_hub.main.create_app`, lifespan running) directly, one request at
 a time, after 300 warm-up requests, and prints the process CPU per request and the CPU the
-database backends used meanwhile (from /proc, 10 ms ticks: use `--n` of 2,000 or more). Modes: `me` (the
-floor: auth, routing, middleware, no SQL), `read` (GET /v1/inspections/{id}), `history` (GET
-/v1/enterprises/{uscc}/inspections), `precheck` (GET /v1/check-requests/{id} of pending
-requests), `approve` (POST .../approve, each pending request once: needs `profile_http approve
---keep`'s or `approval_bench --keep`'s database), `submit` (POST /v1/check-requests: needs
-`profile_http submit --keep`'s). CPU time in process moves by ±15 % between runs on a shared
-machine; alternate before/after runs, or count instructions: with `--callgrind` the loop turns
-callgrind's instrumentation on and off (`callgrind_control`), so `I refs` covers it alone and
-repeats within 0.5 %. Instructions miss what costs time without costing instructions (greenlet
-stack switches: D25), so confirm a change with `bench.profile_http` under load.
+database backends used meanwhile (from /proc, 10 ms ticks: use `--n` of 2,000 or more). Modes:
+`me` (the floor: auth, routing, middleware, no SQL), `read` (GET /v1/inspections/{id}),
+`history` (GET /v1/enterprises/{uscc}/inspections), `precheck` (GET /v1/check-requests/{id} of
+pending requests), `approve` (POST .../approve, each pending request once: needs `profile_http
+approve --keep`'s or `approval_bench --keep`'s database), `submit` (POST /v1/check-requests:
+needs `profile_http submit --keep`'s). CPU time in process moves by ±15 % between runs on a
+shared machine; alternate before/after runs, or count instructions: with `--callgrind` the loop
+turns callgrind's instrumentation on and off (`callgrind_control`), so `I refs` covers it alone
+and repeats within 0.5 %. Instructions miss what costs time without costing instructions
+(greenlet stack switches: D25), so confirm a change with `bench.profile_http` under load.
 """
 
 from __future__ import annotations
@@ -179,8 +179,7 @@ async def run(args: argparse.Namespace) -> None:
             await app(scope(method, path, headers), receiver(body), send)
         cpu = time.process_time() - started
         db_cpu = sum(
-            _cpu_seconds([pid]) - db_before.get(pid, 0.0)
-            for pid in await _backend_pids(args.dsn)
+            _cpu_seconds([pid]) - db_before.get(pid, 0.0) for pid in await _backend_pids(args.dsn)
         )
         if profile is not None:
             profile.disable()
