@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -24,6 +25,7 @@ from inspection_hub.db.session import (
 )
 from inspection_hub.errors import Conflict, install_error_handlers
 from inspection_hub.events.runtime import start_background, stop_background
+from inspection_hub.kit.handread import add_documented_schemas
 from inspection_hub.kit.ratelimit import RateLimitMiddleware
 from inspection_hub.middleware import RequestContextMiddleware
 from inspection_hub.webhooks.http import make_http_client, set_shared_client
@@ -138,6 +140,13 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         docs_paths=("/docs", "/redoc", "/openapi.json"),
     )
     add_routers(app, [health.router, *discover_routers()])
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            add_documented_schemas(FastAPI.openapi(app))  # caches it in app.openapi_schema
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

