@@ -22,7 +22,7 @@ from inspection_hub.db.deps import SessionDep, autocommit_connection
 from inspection_hub.db.session import unit_of_work
 from inspection_hub.kit import idempotency
 from inspection_hub.kit.etag import parse_if_match
-from inspection_hub.kit.handread import header, header_openapi, json_body_openapi, read_json_body
+from inspection_hub.kit.handread import HandRead, HeaderParam
 from inspection_hub.kit.schema import Page
 
 router = APIRouter(prefix="/v1/check-requests", tags=["check requests"])
@@ -38,6 +38,15 @@ Reader = Annotated[
 IF_MATCH_DESCRIPTION = "The version the decision is based on."
 IfMatch = Annotated[str | None, Header(description=IF_MATCH_DESCRIPTION)]
 
+# The hottest routes read their body and headers by hand (kit/handread.py, decision D27);
+# OpenAPI documents them as if declared.
+_DECISION = HandRead(
+    DecisionBody, required=False, headers=(HeaderParam("if-match", IF_MATCH_DESCRIPTION),)
+)
+_SUBMISSION = HandRead(
+    CheckRequestCreate, required=True, headers=(HeaderParam("idempotency-key", max_length=200),)
+)
+
 
 def _etag(version: int) -> dict[str, str]:
     return {"ETag": f'"{version}"'}
@@ -48,14 +57,12 @@ def _etag(version: int) -> dict[str, str]:
     status_code=status.HTTP_201_CREATED,
     response_model=CheckRequestRead,
     responses={409: {"description": "The Idempotency-Key is still in flight."}},
+    openapi_extra=_SUBMISSION.openapi(),
 )
-async def submit_check_request(
-    body: CheckRequestCreate,
-    request: Request,
-    actor: Scheduler,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> Response:
+async def submit_check_request(request: Request, actor: Scheduler) -> Response:
     """File an unplanned check for the agency head's approval; answers with the pre-check."""
+    body, headers = await _SUBMISSION.read_required(request)
+    idempotency_key = headers["idempotency-key"]
     settings: Settings = request.app.state.settings
     if idempotency_key is None and not body.emergency:
         # The common case: one statement on a pooled connection, no session, no transaction.
@@ -150,22 +157,14 @@ async def _decide(
     )
 
 
-# The optional decision body and If-Match are read by hand (kit/handread.py, decision D27) on
-# the routes without a required body; OpenAPI documents them as if declared.
-_DECISION_EXTRA = {
-    "parameters": [header_openapi("if-match", IF_MATCH_DESCRIPTION)],
-    "requestBody": json_body_openapi(DecisionBody),
-}
-
-
 @router.post(
-    "/{request_id}/approve", response_model=CheckRequestRead, openapi_extra=_DECISION_EXTRA
+    "/{request_id}/approve", response_model=CheckRequestRead, openapi_extra=_DECISION.openapi()
 )
 async def approve_check_request(request_id: int, request: Request, actor: Approver) -> Response:
     """Approve (agency head, not the requester); creates the unplanned inspection."""
-    body = await read_json_body(request, DecisionBody)
+    body, headers = await _DECISION.read(request)
     comment = body.comment if body else None
-    if_match = header(request, "if-match")
+    if_match = headers["if-match"]
     return await _decide(request, actor, request_id, Action.approve, comment, if_match)
 
 
@@ -182,11 +181,11 @@ async def reject_check_request(
 
 
 @router.post(
-    "/{request_id}/withdraw", response_model=CheckRequestRead, openapi_extra=_DECISION_EXTRA
+    "/{request_id}/withdraw", response_model=CheckRequestRead, openapi_extra=_DECISION.openapi()
 )
 async def withdraw_check_request(request_id: int, request: Request, actor: Scheduler) -> Response:
     """Withdraw a pending request (its requester only)."""
-    body = await read_json_body(request, DecisionBody)
+    body, headers = await _DECISION.read(request)
     comment = body.comment if body else None
-    if_match = header(request, "if-match")
+    if_match = headers["if-match"]
     return await _decide(request, actor, request_id, Action.withdraw, comment, if_match)

@@ -1,38 +1,169 @@
-"""Reading a JSON body and a header by hand on the hottest routes, exactly as FastAPI would.
+"""Reading a JSON body and headers by hand on the hottest routes, exactly as FastAPI would.
 
 For each parameter it declares, FastAPI spends work on every request: a body parameter parses
 the Content-Type through `email.message`, decodes the JSON and validates it through the field's
 adapter, and a header parameter goes through `request_params_to_args`. On an approval that was
-7 % of the app's instructions (decision D27). The decision routes therefore take the request
-and call `read_json_body` / `header`, and declare the same parameters to OpenAPI through
-`openapi_extra` (`json_body_openapi`, `header_openapi`), so the document stays the one FastAPI
-generated from the declared parameters. tests/approvals/test_hand_read_body.py compares both,
-document and answers, with the declared form.
+7 % of the app's instructions (decision D27). A few routes therefore take the request and call
+`HandRead.read`, and declare the same parameters to OpenAPI through `openapi_extra`
+(`HandRead.openapi`); `add_documented_schemas` puts the body's model into the components as
+FastAPI generates it. The published document stays the one FastAPI generated from the declared
+parameters, and tests/kit/test_handread.py compares both, document and answers, with the
+declared form.
+
+One difference, on purpose: the route's dependencies (authorization) run before the body is
+parsed, so a caller without the right token gets its 401 or 403 even for a broken body, where
+FastAPI parsed the JSON first and answered 422.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from functools import lru_cache
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
 _DOCUMENTED: dict[str, type[BaseModel]] = {}
-"""Models that only hand-read bodies use: their schemas go into the OpenAPI components."""
+"""Models read by hand: their schemas go into the OpenAPI components (`add_documented_schemas`)."""
 
 
-@lru_cache(maxsize=32)
-def _optional_adapter(model: type[BaseModel]) -> TypeAdapter[Any]:
-    nullable: Any = model | None
-    return TypeAdapter(nullable)
+@dataclass(frozen=True)
+class HeaderParam:
+    """A string header, as `Annotated[str | None, Header(description=, max_length=)]`."""
+
+    name: str
+    description: str | None = None
+    max_length: int | None = None
+
+    @cached_property
+    def adapter(self) -> TypeAdapter[str | None]:
+        if self.max_length is None:
+            return TypeAdapter(str | None)
+        constrained: Any = Annotated[str, StringConstraints(max_length=self.max_length)] | None
+        return TypeAdapter(constrained)
+
+    def openapi(self) -> dict[str, Any]:
+        string: dict[str, Any] = {"type": "string"}
+        if self.max_length is not None:
+            string = {"maxLength": self.max_length, "type": "string"}
+        schema: dict[str, Any] = {"anyOf": [string, {"type": "null"}]}
+        if self.description is not None:
+            schema["description"] = self.description
+        schema["title"] = "-".join(part.capitalize() for part in self.name.split("-"))
+        parameter: dict[str, Any] = {"in": "header", "name": self.name, "required": False}
+        if self.description is not None:
+            parameter["description"] = self.description
+        return parameter | {"schema": schema}
+
+
+class HandRead(Generic[M]):
+    """A route's JSON body (`model`, required or `model | None = None`) and string headers."""
+
+    def __init__(
+        self, model: type[M], *, required: bool, headers: tuple[HeaderParam, ...] = ()
+    ) -> None:
+        self.model = model
+        self.required = required
+        self.headers = headers
+        nullable: Any = model if required else model | None
+        self._adapter: TypeAdapter[M | None] = TypeAdapter(nullable)
+        _DOCUMENTED[model.__name__] = model
+
+    def openapi(self) -> dict[str, Any]:
+        """`openapi_extra` for the route: the parameters and body FastAPI would document."""
+        ref = {"$ref": f"#/components/schemas/{self.model.__name__}"}
+        body: dict[str, Any]
+        if self.required:
+            body = {"content": {"application/json": {"schema": ref}}, "required": True}
+        else:
+            nullable = {"anyOf": [ref, {"type": "null"}], "title": "Body"}
+            body = {"content": {"application/json": {"schema": nullable}}}
+        # FastAPI documents a 422 for every route with parameters; with none declared, say so.
+        invalid = {"$ref": "#/components/schemas/HTTPValidationError"}
+        extra: dict[str, Any] = {
+            "requestBody": body,
+            "responses": {
+                "422": {
+                    "content": {"application/json": {"schema": invalid}},
+                    "description": "Validation Error",
+                }
+            },
+        }
+        if self.headers:
+            extra["parameters"] = [h.openapi() for h in self.headers]
+        return extra
+
+    async def read(self, request: Request) -> tuple[M | None, dict[str, str | None]]:
+        """The validated body (None only when optional and absent or JSON null) and headers;
+        every invalid one in one 422 (RequestValidationError), headers first, as FastAPI."""
+        value = await _json_value(request)
+        errors: list[dict[str, Any]] = []
+        headers: dict[str, str | None] = {}
+        for param in self.headers:
+            raw = request.headers.get(param.name)
+            if raw is None:
+                headers[param.name] = None
+                continue
+            try:
+                headers[param.name] = param.adapter.validate_python(raw, from_attributes=True)
+            except ValidationError as exc:
+                errors.extend(_located(exc, ("header", param.name)))
+        body: M | None = None
+        if value is _ABSENT:
+            if self.required:
+                errors.append(_missing())
+        else:
+            try:
+                body = self._adapter.validate_python(value, from_attributes=True)
+            except ValidationError as exc:
+                errors.extend(_located(exc, ("body",)))
+        if errors:
+            raise RequestValidationError(errors)
+        return body, headers
+
+    async def read_required(self, request: Request) -> tuple[M, dict[str, str | None]]:
+        """`read` for a required body: never None."""
+        body, headers = await self.read(request)
+        if body is None:  # a required body's adapter refuses null; kept for the type
+            raise RequestValidationError([_missing()])
+        return body, headers
+
+
+def _missing() -> dict[str, Any]:
+    return {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+
+
+_ABSENT: Any = object()
+
+
+async def _json_value(request: Request) -> Any:
+    """The body as FastAPI hands it to validation: absent, parsed JSON or (not JSON) bytes."""
+    raw = await request.body()
+    if not raw:
+        return _ABSENT
+    if not _is_json(request.headers.get("content-type")):
+        return raw  # FastAPI validates the raw bytes when the body is not JSON
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        error = {
+            "type": "json_invalid",
+            "loc": ("body", exc.pos),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": exc.msg},
+        }
+        raise RequestValidationError([error]) from exc
+    except ValueError as exc:  # not UTF-8: FastAPI answers any other failure to parse with 400
+        raise HTTPException(400, "There was an error parsing the body") from exc
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -46,84 +177,17 @@ def _is_json(content_type: str | None) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-def _invalid(errors: list[dict[str, Any]]) -> RequestValidationError:
-    return RequestValidationError(errors)
-
-
-async def read_json_body(request: Request, model: type[M]) -> M | None:
-    """The body as FastAPI reads `body: model | None = None`: None when empty or JSON null,
-    else the validated model; a 422 (RequestValidationError, loc under "body") otherwise."""
-    raw = await request.body()
-    if not raw:
-        return None
-    value: Any = raw  # FastAPI validates the raw bytes when the body is not JSON
-    if _is_json(request.headers.get("content-type")):
-        try:
-            value = json.loads(raw)
-        except UnicodeDecodeError as exc:  # FastAPI: any other failure to parse is a 400
-            raise HTTPException(400, "There was an error parsing the body") from exc
-        except json.JSONDecodeError as exc:
-            raise _invalid(
-                [
-                    {
-                        "type": "json_invalid",
-                        "loc": ("body", exc.pos),
-                        "msg": "JSON decode error",
-                        "input": {},
-                        "ctx": {"error": exc.msg},
-                    }
-                ]
-            ) from exc
-    try:
-        result: M | None = _optional_adapter(model).validate_python(value, from_attributes=True)
-    except ValidationError as exc:
-        raise _invalid(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
-        ) from exc
-    return result
-
-
-def header(request: Request, name: str) -> str | None:
-    """A header as FastAPI reads `Annotated[str | None, Header()]` (the first value, or None)."""
-    return request.headers.get(name)
-
-
-def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI requestBody FastAPI documents for `body: model | None = None`."""
-    _DOCUMENTED[model.__name__] = model
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {
-        "content": {
-            "application/json": {"schema": {"anyOf": [ref, {"type": "null"}], "title": "Body"}}
-        }
-    }
-
-
-def header_openapi(name: str, description: str) -> dict[str, Any]:
-    """The OpenAPI parameter FastAPI documents for `Annotated[str | None, Header(description=)]`."""
-    title = "-".join(part.capitalize() for part in name.split("-"))
-    return {
-        "description": description,
-        "in": "header",
-        "name": name,
-        "required": False,
-        "schema": {
-            "anyOf": [{"type": "string"}, {"type": "null"}],
-            "description": description,
-            "title": title,
-        },
-    }
+def _located(exc: ValidationError, prefix: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{**error, "loc": (*prefix, *error["loc"])} for error in exc.errors(include_url=False)]
 
 
 def _declared_route(model: type[BaseModel]) -> APIRoute:
-    """A route that declares `body: model | None = None`, for FastAPI to document."""
+    """A route that declares `body: model` (for FastAPI to document the model)."""
 
-    async def endpoint(body: Any = None) -> None:
+    async def endpoint(body: Any) -> None:
         return None
 
-    parameter = inspect.Parameter(
-        "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=model | None
-    )
+    parameter = inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model)
     endpoint.__signature__ = inspect.Signature([parameter])  # type: ignore[attr-defined]
     return APIRoute("/", endpoint, methods=["POST"])
 
