@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,17 @@ def sessionmaker(app: Any) -> async_sessionmaker[AsyncSession]:
     """The app's session factory (for arranging data and checking the database)."""
     factory: async_sessionmaker[AsyncSession] = app.state.sessionmaker
     return factory
+
+
+@asynccontextmanager
+async def private_client(application: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A test's own app, lifespan running, with a client that turns app errors into 500s."""
+    transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        yield client
 
 
 @pytest.fixture

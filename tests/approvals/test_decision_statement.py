@@ -23,6 +23,7 @@ from inspection_hub.inspections.service import keyring_for, load_matters, schedu
 from inspection_hub.kit.timeutil import local_today
 from inspection_hub.main import create_app
 from tests.approvals.conftest import World, request_body
+from tests.conftest import private_client
 
 # What a decision adds: events and audit rows of requests and inspections after submission.
 _EVENTS = (
@@ -276,13 +277,7 @@ async def test_a_dropped_connection_fails_at_most_one_decision_and_is_not_reused
     decided nothing; no decision after it meets the dead connection again."""
     app = create_app(settings, database_url)
     first, second = await _file(client, world), await _file(client, world)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-            base_url="http://testserver",
-        ) as own,
-    ):
+    async with private_client(app) as own:
         r = await own.get(f"/v1/check-requests/{first['id']}", headers=world.approver)
         assert r.status_code == 200  # the statement pool now holds one idle connection
         pool = app.state.statement_pool

@@ -10,6 +10,7 @@ import pytest
 from inspection_hub.config import Settings
 from inspection_hub.db.session import make_statement_pool
 from inspection_hub.main import create_app
+from tests.conftest import private_client
 
 TABLE = "CREATE TEMP TABLE statement_pool_probe (k int PRIMARY KEY)"  # this connection's own
 
@@ -79,20 +80,12 @@ async def test_a_request_gives_up_when_every_connection_stays_busy(
     instead of hanging; once a connection is free again the same request is answered."""
     import asyncio
 
-    import httpx
-
     from inspection_hub.db import deps
 
     monkeypatch.setattr(deps, "ACQUIRE_TIMEOUT_S", 0.3)
     headers = await make_headers("supervisor")
     app = create_app(settings.model_copy(update={"db_statement_pool_size": 1}), database_url)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-            base_url="http://testserver",
-        ) as client,
-    ):
+    async with private_client(app) as client:
         async with app.state.statement_pool.acquire():  # the only connection, held
             # without the timeout this would wait for ever: wait_for makes that a failure
             r = await asyncio.wait_for(client.get("/v1/inspections/1", headers=headers), 5)
