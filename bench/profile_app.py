@@ -189,7 +189,11 @@ async def run(args: argparse.Namespace) -> None:
                       "cpu_ms_per_request": round(cpu / args.n * 1000, 3),
                       "db_cpu_ms_per_request": round(db_cpu / args.n * 1000, 3)}))  # fmt: skip
     if profile is not None:
-        pstats.Stats(profile, stream=sys.stdout).sort_stats(args.sort).print_stats(args.top)
+        stats = pstats.Stats(profile, stream=sys.stdout)
+        if args.callees:  # who a function's time goes to, e.g. solve_dependencies
+            stats.sort_stats(args.sort).print_callees(args.callees)
+        else:
+            stats.sort_stats(args.sort).print_stats(args.top)
 
 
 def main() -> None:
@@ -202,6 +206,7 @@ def main() -> None:
     parser.add_argument("--cprofile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--sort", default="tottime", help="cProfile sort key (e.g. cumulative)")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--callees", help="with --cprofile: print this function's callees")
     parser.add_argument("--callgrind", action="store_true", help="toggle callgrind around the loop")
     args = parser.parse_args()
     import uvloop

@@ -76,7 +76,11 @@ async def test_approval_writes_inspection_audit_and_events_as_the_steps_did(
     )
     approver = answer["decided_by"]
 
-    # The stored request is what the answer says.
+    # The stored request is what the answer says (the answer is built without reading it back).
+    shown = (await client.get(f"/v1/check-requests/{rid}", headers=world.approver)).json()
+    assert {k: v for k, v in answer.items() if k != "precheck"} == {
+        k: v for k, v in shown.items() if k != "precheck"
+    }
     stored = (await _rows(sessionmaker, "SELECT * FROM check_request WHERE id = :i", i=rid))[0]
     assert (stored["status"], stored["version"], stored["inspection_id"]) == ("approved", 2, iid)
     assert stored["decided_by"] == approver["id"]

@@ -355,7 +355,7 @@ WITH m AS (
                                emergency, status, version, policy_version, submitted_at,
                                decision_due_at, expires_at, emergency_due_at, inspection_id,
                                created_at, updated_at)
-    SELECT nextval(pg_get_serial_sequence('check_request', 'id')), $1, $6, $7, $8, $5, $9,
+    SELECT nextval('check_request_id_seq'), $1, $6, $7, $8, $5, $9,
            $10, $11, $12, $13, false, 'pending', 1, $14, $15, $16, $17, NULL, NULL, $15, $15
     FROM m, f
     WHERE $27::boolean AND m.own = cardinality($5::varchar[])
@@ -870,7 +870,7 @@ async def _decide_in_session(
 _DECISION_READ = """
 SELECT c.*,
        CASE WHEN $2::boolean AND c.status = 'pending' AND NOT c.emergency
-            THEN nextval(pg_get_serial_sequence('inspection', 'id')) END AS next_inspection_id,
+            THEN nextval('inspection_id_seq') END AS next_inspection_id,
        m.codes AS matter_codes, m.agencies AS matter_agencies, m.categories AS matter_categories
 FROM check_request c
 LEFT JOIN LATERAL (
@@ -890,7 +890,7 @@ WITH decided AS (
         decided_at = $7, decision_comment = $8, updated_at = $7,
         inspection_id = coalesce($9::bigint, inspection_id)
     WHERE enterprise_uscc = $1 AND id = $2 AND status = 'pending' AND version = $3
-    RETURNING *
+    RETURNING enterprise_uscc, id, agency_code, window_start, window_end, basis
 ), scheduled AS (
     INSERT INTO inspection (enterprise_uscc, id, kind, status, agency_code, year, window_start,
                             window_end, check_request_id, basis, emergency, version, code)
@@ -935,7 +935,7 @@ WITH decided AS (
     WHERE e.agg_id IS NOT NULL
     ORDER BY e.k
 )
-SELECT d.* FROM decided d
+SELECT d.id FROM decided d
 """
 """The decision and everything it writes, as one statement: the conditional UPDATE (exactly
 once: only a pending request at the expected version changes), the approval's inspection with
@@ -993,10 +993,16 @@ async def decide_at_once(
         return None
     target = next_status(row["status"], action)
     inspection_id: int | None = row["next_inspection_id"]
-    # What the conditional UPDATE will return (it only matches this version of the row).
+    # The row the conditional UPDATE writes (it only matches this version of the row): the
+    # answer is built from it, so the statement returns only the id (no row to decode).
     decided = dict(row) | {
         "status": target.value,
         "version": row["version"] + 1,
+        "decided_by": actor.user_id,
+        "decided_by_name": actor.display_name,
+        "decided_at": now,
+        "decision_comment": comment,
+        "updated_at": now,
         "inspection_id": inspection_id if inspection_id is not None else row["inspection_id"],
     }
     code = scheduled_json = None
@@ -1046,7 +1052,7 @@ async def decide_at_once(
         )
     decision = DECISION_EVENTS[action]
     try:
-        result = await conn.fetchrow(
+        decided_id = await conn.fetchval(
             _DECISION_WRITE,
             row["enterprise_uscc"],
             request_id,
@@ -1082,14 +1088,14 @@ async def decide_at_once(
             "A value in the request cannot be stored (out of range or NUL).",
             errors=[_err("comment", "cannot be stored")],
         ) from exc
-    if result is None:  # lost a race: someone decided between our read and our update
+    if decided_id is None:  # lost a race: someone decided between our read and our update
         current = await conn.fetchrow("SELECT * FROM check_request WHERE id = $1", request_id)
         if current["status"] != PENDING:
             raise _already_final(current)
         raise PreconditionFailed(
             f"Check request {request_id} is at version {current['version']}, not {row['version']}."
         )
-    return cast(Mapping[Any, Any], result)
+    return decided
 
 
 async def _cancel_emergency_inspection(

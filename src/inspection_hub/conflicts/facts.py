@@ -258,7 +258,7 @@ def enterprise_rows_call(uscc: str, year: str) -> str:
 # enterprise still reports the matters) and, when a well-formed USCC was given, the enterprise's
 # facts around the year exactly as load_enterprise_rows loads them.
 _SUBMISSION_SQL = (
-    "SELECT m.matters, nextval(pg_get_serial_sequence('check_request', 'id')) AS new_request_id, "
+    "SELECT m.matters, nextval('check_request_id_seq') AS new_request_id, "
     "f.* FROM (SELECT json_agg(json_build_array(code, agency_code, category)) "
     "AS matters FROM matter WHERE code = ANY($5::varchar[])) m "
     "LEFT JOIN LATERAL precheck_facts($1::bpchar, $2::date, $3::date, $4::date) f "

@@ -222,8 +222,7 @@ async def create_inspections_bulk(
     ids = [
         int(r[0])
         for r in await raw.fetch(
-            "SELECT nextval(pg_get_serial_sequence('inspection', 'id')) "
-            "FROM generate_series(1, $1::int)",
+            "SELECT nextval('inspection_id_seq') FROM generate_series(1, $1::int)",
             len(assignments),
         )
     ]
