@@ -111,6 +111,10 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def _pct(a: float, b: float) -> str:
+    return f"{a / b:.0%}" if b else "n/a"
+
+
 # --- scenarios over per-issue modules -----------------------------------------------------------
 
 
@@ -377,16 +381,17 @@ def scenario_checkrequest(ctx: Context) -> list[Figure]:
     )  # fmt: skip
     data = json.loads(out[out.rindex("\n{") + 1 :] if not out.startswith("{") else out)
     sat, fixed = data["submit_saturated"], data["submit_fixed_rate"]
-    insert = ctx.http["insert"]
+    insert, own = ctx.http["insert"], data["ceiling"]
     return [
         Figure(
             f"check-request submit + pre-check ({data['enterprises']:,} ent.)",
             f"{sat['rps']:,.0f} req/s",
-            f"FastAPI insert {insert.rps:,.0f} req/s",
-            _ratio(sat["rps"], insert.rps),
+            f"FastAPI insert {own['rps']:,.0f} req/s (alternating)",
+            _ratio(sat["rps"], own["rps"]),
             sat.get("p50_ms"),
             sat.get("p99_ms"),
-            note=f"target >= 40 %; its own ceiling {data['ceiling']['rps']:,.0f} req/s; "
+            note=f"target >= 40 %; against the suite's insert ceiling {insert.rps:,.0f} req/s "
+            f"({_pct(sat['rps'], insert.rps)}); "
             f"p99 at 200 req/s offered: {fixed.get('p99_ms', float('nan')):.0f} ms; "
             f"CPU/request server {sat.get('server_cpu_ms', float('nan'))} + PostgreSQL "
             f"{sat.get('db_cpu_ms', float('nan'))} ms, ceiling "
@@ -419,13 +424,13 @@ def scenario_approval(ctx: Context) -> list[Figure]:
             f"approval decision POST /v1/check-requests/{{id}}/approve ({data['enterprises']:,} "
             "ent.)",
             f"{approve['rps']:,.0f} req/s",
-            f"FastAPI insert {insert.rps:,.0f} req/s",
-            _ratio(approve["rps"], insert.rps),
+            f"FastAPI insert {own['rps']:,.0f} req/s (alternating)",
+            _ratio(approve["rps"], own["rps"]),
             approve["p50_ms"],
             approve["p99_ms"],
             data["peak_mib"],
-            note=f"target >= 40 %; its own ceiling {own['rps']:,.0f} req/s "
-            f"({approve['rps'] / own['rps'] * 100:.0f} %); correctness "
+            note=f"target >= 40 %; against the suite's insert ceiling {insert.rps:,.0f} req/s "
+            f"({_pct(approve['rps'], insert.rps)}); correctness "
             f"{'OK' if data['correct'] else 'FAILED'} ({data['db']['approved']:,} approved, each "
             f"1 decision, 1 audit row, 1 event); CPU/request server {approve['server_cpu_ms']} + "
             f"PostgreSQL {approve['db_cpu_ms']} ms, ceiling {own['server_cpu_ms']} + "

@@ -10,13 +10,16 @@ What it does, in one run:
    requesting agency, the `check_request.submitted` event and audit row), half for SCJG and half
    for YJGL, filed by each agency's scheduler;
 2. makes tokens for two approvers per agency (never the requester, so no self-approval);
-3. measures the insert ceiling: bench/ceilings.py's bare FastAPI app (one asyncpg insert in a
-   transaction) under the same wrk flags;
-4. serves the app under uvicorn (bench/common.py `Server`) and drives
-   `POST /v1/check-requests/{id}/approve` (If-Match "1", a comment) with `wrk -t1`: a Lua script
-   walks the list of ids so that every request is approved at most once, each with a token of an
-   approver of its own agency (a short warm-up takes its own slice of the ids);
-5. checks in the database that every approved request has exactly one decision (approved,
+3. serves the app under uvicorn (bench/common.py `Server`) beside the insert ceiling,
+   bench/ceilings.py's bare FastAPI app (one asyncpg insert in a transaction), and drives both
+   with the same `wrk -t1` flags in alternating slices (`--slices`, default 4, of
+   `--seconds / slices` each: ceiling, approvals, ceiling, ...), so that the machine's drifting
+   speed weighs on both alike; the figures are the slices' mean rate, median p50, worst p99 and
+   CPU per request over all of them. `POST /v1/check-requests/{id}/approve` (If-Match "1", a
+   comment) is driven by a Lua script that walks a list of ids, its own part of it in each
+   slice, so that every request is approved at most once, each with a token of an approver of
+   its own agency (a short warm-up takes its own part of the ids);
+4. checks in the database that every approved request has exactly one decision (approved,
    version 2, decided_by set, one inspection), one `check_request.approve` audit row and one
    `check_request.approved` event, and that no other request was touched.
 Target (issue 9): approval writes >= 40 % of the insert ceiling.
@@ -28,10 +31,12 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +53,6 @@ from bench.common import (
     random_path_lua,
     scratch_database,
     seed_inspection_history,
-    serving,
     sqlalchemy_url,
     wrk,
     wrk_available,
@@ -270,17 +274,27 @@ def measured(dsn: str, server_pid: int, run: Any) -> tuple[Load, dict[str, float
     }
 
 
-def insert_ceiling(dsn: str, seconds: int, connections: int) -> tuple[Load, dict[str, float]]:
-    """bench/ceilings.py's bare FastAPI insert under the same wrk flags."""
-    with serving("bench.ceilings:bare_app", env={"BENCH_DSN": dsn}, ready_path="/ready") as srv:
-        body = '{"k": 7, "payload": "' + PAYLOAD + '"}'
-        lua = random_path_lua("POST", '"/insert"', body)
-        wrk(srv.base + "/insert", lua=lua, duration=WARMUP_SECONDS, connections=connections)
-        return measured(
-            dsn,
-            srv.proc.pid,
-            lambda: wrk(srv.base + "/insert", lua=lua, duration=seconds, connections=connections),
-        )
+INSERT_LUA = random_path_lua("POST", '"/insert"', '{"k": 7, "payload": "' + PAYLOAD + '"}')
+"""bench/ceilings.py's bare FastAPI insert, as wrk drives it."""
+
+
+def combined(parts: list[tuple[Load, dict[str, float]]]) -> tuple[Load, dict[str, float]]:
+    """Equal-length wrk slices as one run: the mean rate, the median p50, the worst p99, and
+    CPU per 2xx request over all of them."""
+    loads = [load for load, _ in parts]
+    oks = [max(load.requests - load.non_2xx, 1) for load in loads]
+    cpu = {
+        key: round(sum(c[key] * ok for (_, c), ok in zip(parts, oks, strict=True)) / sum(oks), 2)
+        for key in ("server_cpu_ms", "db_cpu_ms")
+    }
+    return Load(
+        rps=statistics.fmean(load.rps for load in loads),
+        p50_ms=statistics.median(load.p50_ms for load in loads),
+        p99_ms=max(load.p99_ms for load in loads),
+        requests=sum(load.requests for load in loads),
+        errors=sum(load.errors for load in loads),
+        non_2xx=sum(load.non_2xx for load in loads),
+    ), cpu
 
 
 CHECK = """
@@ -351,48 +365,71 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def load(
         dsn: str, by_agency: dict[str, list[int]], tokens: dict[str, list[str]]
     ) -> dict[str, Any]:
-        ceiling, ceiling_cpu = None, None
-        if not args.no_ceiling:
-            ceiling, ceiling_cpu = insert_ceiling(dsn, args.seconds, args.connections)
-            log(f"ceiling (FastAPI + 1 asyncpg insert): {ceiling.rps:,.0f} req/s, "
-                f"p50 {ceiling.p50_ms:.1f} ms, p99 {ceiling.p99_ms:.1f} ms, CPU per request: "
-                f"server {ceiling_cpu['server_cpu_ms']} ms, PostgreSQL "
-                f"{ceiling_cpu['db_cpu_ms']} ms, load {loadavg()}")  # fmt: skip
         ids = interleave(by_agency)
         warm, main_ids = ids[: args.warmup_ids], ids[args.warmup_ids :]
+        slices = 1 if args.no_ceiling else max(1, args.slices)
+        slice_s = max(1, round(args.seconds / slices))
+        chunk = len(main_ids) // slices
         workdir = Path(tempfile.mkdtemp(prefix="ih-approval-"))
         env = {"INSPECTION_HUB_DATABASE_URL": sqlalchemy_url(dsn)}
         profile = Path(args.profile) if args.profile else None
         server = Server("inspection_hub.main:create_app", env=env, profile_to=profile)
+        ceiling_srv = None
+        if not args.no_ceiling:
+            ceiling_srv = Server("bench.ceilings:bare_app", env={"BENCH_DSN": dsn})
         spy = None
+        ceilings: list[tuple[Load, dict[str, float]]] = []
+        runs: list[tuple[Load, dict[str, float]]] = []
+        exhausted = False
         try:
             server.wait_ready()
             idle = server.rss_mib()
             warmup = wrk(server.base + "/healthz", lua=approve_lua(warm, tokens, workdir),
                          duration=WARMUP_SECONDS, connections=args.connections)  # fmt: skip
+            if ceiling_srv is not None:
+                ceiling_srv.wait_ready("/ready")
+                wrk(ceiling_srv.base + "/insert", lua=INSERT_LUA, duration=WARMUP_SECONDS,
+                    connections=args.connections)  # fmt: skip
             if args.py_spy:
                 spy = _start_py_spy(server.proc.pid, args.py_spy, args.seconds)
             load_started = loadavg()
-            lua = approve_lua(main_ids, tokens, workdir)
-            result, cpu = measured(
-                dsn,
-                server.proc.pid,
-                lambda: wrk(server.base + "/healthz", lua=lua, duration=args.seconds,
-                            connections=args.connections),
-            )  # fmt: skip
+            # Ceiling and approvals in alternating slices: the machine's speed drifts by a third
+            # within minutes, and alternating puts the same drift under both.
+            for i in range(slices):
+                if ceiling_srv is not None:
+                    insert = partial(wrk, ceiling_srv.base + "/insert", lua=INSERT_LUA,
+                                     duration=slice_s, connections=args.connections)  # fmt: skip
+                    ceilings.append(measured(dsn, ceiling_srv.proc.pid, insert))
+                part = main_ids[i * chunk : (i + 1) * chunk]
+                approve = partial(wrk, server.base + "/healthz",
+                                  lua=approve_lua(part, tokens, workdir), duration=slice_s,
+                                  connections=args.connections)  # fmt: skip
+                runs.append(measured(dsn, server.proc.pid, approve))
+                exhausted = exhausted or runs[-1][0].requests > len(part)
             load_ended = loadavg()
             if spy is not None:
                 spy.wait(timeout=args.seconds + 60)
             peak = server.peak_mib()
         finally:
             server.stop()
+            if ceiling_srv is not None:
+                ceiling_srv.stop()
+        result, cpu = combined(runs)
+        ceiling, ceiling_cpu = combined(ceilings) if ceilings else (None, None)
+        if ceiling is not None:
+            log(f"ceiling (FastAPI + 1 asyncpg insert), {slices} slices of {slice_s} s alternating "
+                f"with the approvals: {ceiling.rps:,.0f} req/s, p50 {ceiling.p50_ms:.1f} ms, "
+                f"p99 {ceiling.p99_ms:.1f} ms, CPU per request: server "
+                f"{ceiling_cpu['server_cpu_ms']} ms, PostgreSQL {ceiling_cpu['db_cpu_ms']} ms; "
+                f"per slice {[round(c.rps) for c, _ in ceilings]} vs approvals "
+                f"{[round(r.rps) for r, _ in runs]} req/s")  # fmt: skip
         ok_2xx = result.requests - result.non_2xx
-        exhausted = result.requests > len(main_ids)
         checks = asyncio.run(check_decisions(dsn))
         return {
             "enterprises": args.enterprises,
             "requests_seeded": args.requests,
-            "seconds": args.seconds,
+            "seconds": slice_s * slices,
+            "slices": slices,
             "connections": args.connections,
             "ceiling": None if ceiling is None else _load_dict(ceiling) | (ceiling_cpu or {}),
             "approve": _load_dict(result) | cpu | {"ok_2xx": ok_2xx, "ids_exhausted": exhausted},
@@ -444,7 +481,7 @@ def report(data: dict[str, Any]) -> None:
     if data["ceiling"] is not None:
         log(f"insert ceiling {data['ceiling']['rps']:,.0f} req/s: ratio "
             f"{data['ratio_to_ceiling'] * 100:.0f} % (target >= 40 %)")  # fmt: skip
-    # Requests still in flight when wrk stops (warm-up, main run) may commit uncounted by wrk.
+    # Requests still in flight when a wrk run stops (warm-up, each slice) may commit uncounted.
     seen = a["ok_2xx"] + data["warmup_2xx"]
     lag = db["approved"] - seen
     good = (
@@ -453,7 +490,7 @@ def report(data: dict[str, Any]) -> None:
         and db["other"] == 0
         and db["self_decided"] == 0
         and db["other_agency"] == 0
-        and 0 <= lag <= 2 * data["connections"]
+        and 0 <= lag <= 2 * data["connections"] * (data["slices"] + 1)
     )
     log(f"correctness: {'OK' if good else 'FAILED'}: {db['approved']:,} approved in the database "
         f"({seen:,} 2xx seen by wrk incl. warm-up), each with exactly one decision, one audit "
@@ -478,6 +515,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--no-ceiling", action="store_true", help="skip the insert ceiling")
+    parser.add_argument(
+        "--slices", type=int, default=4, help="ceiling and approvals alternate in this many slices"
+    )
     parser.add_argument("--profile", default="", help="pyinstrument the server into this file")
     parser.add_argument("--py-spy", default="", help="py-spy record (raw) the server's main run")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")

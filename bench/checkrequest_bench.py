@@ -10,9 +10,12 @@ What it does, in one run:
    (generated set-based in PostgreSQL, seeded with setseed: same sizes give the same data);
 2. starts the app under uvicorn (uvloop, httptools, no access log, one worker) in a subprocess,
    and a bare FastAPI endpoint doing one asyncpg insert in a transaction (the ceiling);
-3. drives both with `wrk -t1 -c32` (POST bodies rotate over many enterprises) and reports req/s,
-   p50 and p99; then wrk again, paced to --rate req/s over 64 connections (its delay() hook),
-   for the latency at a fixed offered rate.
+3. drives both with `wrk -t1 -c32` (POST bodies rotate over many enterprises) in alternating
+   slices (`--slices`, default 4, of `--seconds / slices` each: ceiling, submissions, ceiling,
+   ...), so that the machine's drifting speed weighs on both alike, and reports the slices' mean
+   req/s, median p50 and worst p99 and the CPU per request over all of them; then wrk again,
+   paced to --rate req/s over 64 connections (its delay() hook), for the latency at a fixed
+   offered rate.
 Targets (issue 5): submit throughput >= 30 % of the ceiling; p99 < 50 ms at 200 req/s.
 """
 
@@ -25,12 +28,14 @@ import os
 import random
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +321,23 @@ def _ms(value: str) -> float:
     return float(value)
 
 
+def combined(slices: list[dict[str, float]]) -> dict[str, float]:
+    """Equal-length wrk slices as one run: the mean rate, the median p50, the worst p99, the
+    failures summed, and CPU per request over all of them."""
+    answered = [max(x.get("rps", 0.0), 1e-9) for x in slices]
+    out = {
+        "rps": round(statistics.fmean(x.get("rps", 0.0) for x in slices), 2),
+        "p50_ms": statistics.median(x["p50_ms"] for x in slices),
+        "p99_ms": max(x["p99_ms"] for x in slices),
+        "errors": sum(x.get("errors", 0.0) for x in slices),
+        "non_2xx": sum(x.get("non_2xx", 0.0) for x in slices),
+    }
+    for key in ("server_cpu_ms", "db_cpu_ms"):
+        weighted = sum(x[key] * n for x, n in zip(slices, answered, strict=True))
+        out[key] = round(weighted / sum(answered), 2)
+    return out
+
+
 def with_cpu(dsn: str, server_pid: int, seconds: int, run: Any) -> dict[str, float]:
     """`run()` (a wrk load returning its figures) plus the CPU the server process and the
     database's backends used per request (ms): steadier than the rate on a shared machine."""
@@ -371,6 +393,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument(
+        "--slices", type=int, default=4, help="ceiling and submissions alternate in these slices"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument(
@@ -420,26 +445,25 @@ def main() -> None:
         bodies_file.write_text("\n".join(bodies) + "\n")
 
         procs.append(start_server("bench.ceiling_app:ceiling_app", 8911, env))
-        run_wrk(8911, "/ceiling", auth, bodies_file, 3, args.connections)  # warm-up
-        ceiling = with_cpu(
-            dsn,
-            procs[-1].pid,
-            args.seconds,
-            lambda: run_wrk(8911, "/ceiling", auth, bodies_file, args.seconds, args.connections),
-        )
-        log(f"ceiling (FastAPI + 1 asyncpg insert): {ceiling}")
-        procs.pop().terminate()
-
         procs.append(start_server("inspection_hub.main:create_app", 8912, env))
+        ceiling_pid, service_pid = procs[0].pid, procs[1].pid
+        run_wrk(8911, "/ceiling", auth, bodies_file, 3, args.connections)  # warm-up
         run_wrk(8912, "/v1/check-requests", auth, bodies_file, 3, args.connections)
-        submit = with_cpu(
-            dsn,
-            procs[-1].pid,
-            args.seconds,
-            lambda: run_wrk(
-                8912, "/v1/check-requests", auth, bodies_file, args.seconds, args.connections
-            ),
-        )
+        # Ceiling and submissions in alternating slices: the machine's speed drifts by a third
+        # within minutes, and alternating puts the same drift under both.
+        slices = max(1, args.slices)
+        slice_s = max(1, round(args.seconds / slices))
+        ceilings, submits = [], []
+        for _ in range(slices):
+            conns = args.connections
+            insert = partial(run_wrk, 8911, "/ceiling", auth, bodies_file, slice_s, conns)
+            ceilings.append(with_cpu(dsn, ceiling_pid, slice_s, insert))
+            post = partial(run_wrk, 8912, "/v1/check-requests", auth, bodies_file, slice_s, conns)
+            submits.append(with_cpu(dsn, service_pid, slice_s, post))
+        ceiling, submit = combined(ceilings), combined(submits)
+        log(f"ceiling (FastAPI + 1 asyncpg insert), {slices} slices of {slice_s} s alternating "
+            f"with the submissions: {ceiling}; per slice {[round(c['rps']) for c in ceilings]} "
+            f"vs {[round(x['rps']) for x in submits]}")  # fmt: skip
         log(f"POST /v1/check-requests (with pre-check), saturated: {submit}")
         fixed = paced(8912, "/v1/check-requests", auth, bodies_file, args.rate, args.seconds)
         log(f"POST /v1/check-requests at {args.rate} req/s offered (paced wrk): {fixed}")
