@@ -12,12 +12,12 @@ inlined into the submission's one statement.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, cast
 
+from pydantic_core import from_json
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -192,7 +192,7 @@ def _parse_facts(row: RowMapping | Mapping[str, Any]) -> EnterpriseFacts:
             emergency=bool(r["emergency"]),
             agencies=frozenset({r["agency_code"], *r["agencies"]}),
         )
-        for r in json.loads(row["history"] or "[]")
+        for r in from_json(row["history"] or "[]")
     ]
     pending = [
         request_fact(
@@ -204,9 +204,9 @@ def _parse_facts(row: RowMapping | Mapping[str, Any]) -> EnterpriseFacts:
             window_start=date.fromisoformat(r["window_start"]),
             window_end=date.fromisoformat(r["window_end"]),
         )
-        for r in json.loads(row["requests"] or "[]")
+        for r in from_json(row["requests"] or "[]")
     ]
-    bookings = [_fact(r, key) for r in json.loads(row["bookings"] or "[]")]
+    bookings = [_fact(r, key) for r in from_json(row["bookings"] or "[]")]
     risk = tuple(zip(row["since"], (_risk(c) for c in row["classes"]), strict=True))
     if not risk:  # no history recorded: the current class has always held
         risk = ((date(1900, 1, 1), _risk(row["risk_class"])),)
@@ -294,7 +294,7 @@ def submission_bounds(year: int) -> tuple[date, date, date]:
 
 def matters_of(raw: Any) -> dict[str, MatterRow]:
     """The matters read by code, from their JSON array of [code, agency_code, category]."""
-    listed = json.loads(raw) if isinstance(raw, str | bytes) else (raw or [])
+    listed = from_json(raw) if isinstance(raw, str | bytes) else (raw or [])
     return {c: MatterRow(c, a, k) for c, a, k in listed}
 
 
