@@ -42,7 +42,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.ceilings import PAYLOAD, TABLE
+from bench.ceilings import INSERT_LUA, TABLE
 from bench.common import (
     PEPPER,
     SESSION_SECRET,
@@ -50,7 +50,6 @@ from bench.common import (
     Server,
     loadavg,
     make_token,
-    random_path_lua,
     scratch_database,
     seed_inspection_history,
     sqlalchemy_url,
@@ -272,10 +271,6 @@ def measured(dsn: str, server_pid: int, run: Any) -> tuple[Load, dict[str, float
         "server_cpu_ms": round(app * 1000 / ok, 2),
         "db_cpu_ms": round(db * 1000 / ok, 2),
     }
-
-
-INSERT_LUA = random_path_lua("POST", '"/insert"', '{"k": 7, "payload": "' + PAYLOAD + '"}')
-"""bench/ceilings.py's bare FastAPI insert, as wrk drives it."""
 
 
 def combined(parts: list[tuple[Load, dict[str, float]]]) -> tuple[Load, dict[str, float]]:

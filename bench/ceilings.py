@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS bench_ceiling (
 )
 """
 PAYLOAD = "常州市天宁区延陵西路 x" * 4
+INSERT_LUA = random_path_lua("POST", '"/insert"', '{"k": 7, "payload": "' + PAYLOAD + '"}')
+"""The insert ceiling's POST, as wrk drives it (here and in the write scenarios' slices)."""
 SELECT_ROWS = 100_000
 POOL = 10
 
@@ -168,13 +170,12 @@ def http_ceilings(
     from bench.approval_bench import measured
 
     with serving("bench.ceilings:bare_app", env={"BENCH_DSN": dsn}, ready_path="/ready") as srv:
-        body = '{"k": 7, "payload": "' + PAYLOAD + '"}'
         insert, insert_cpu = measured(
             dsn,
             srv.proc.pid,
             lambda: wrk(
                 srv.base + "/insert",
-                lua=random_path_lua("POST", '"/insert"', body),
+                lua=INSERT_LUA,
                 duration=duration,
                 connections=connections,
             ),

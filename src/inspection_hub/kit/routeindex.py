@@ -3,7 +3,7 @@
 FastAPI (as Starlette) finds a request's route by trying every route in order: a regular
 expression, a scope dictionary and a few attribute lookups per route, so a request for the 22nd of
 80 routes pays 22 tries (about a tenth of a short read's instructions) and a survey answer, near
-the end of the list, pays 70. `RouteIndex` sits where the router's own `app` sat
+the end of the list, pays 74. `RouteIndex` sits where the router's own `app` sat
 (`router.middleware_stack`) and hands each request to a copy of the router that holds only the
 routes that could match its path, in their original order; FastAPI's own `app` then matches,
 selects and runs the route exactly as it would have.
