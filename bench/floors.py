@@ -7,8 +7,9 @@
 Issue 9 asks the check-request and approval writes for 40 % of the insert ceiling (a bare
 FastAPI endpoint doing one asyncpg insert). The *floor* answers the question the ratio leaves
 open: how much of the gap is the service's Python and how much is what the database must do for
-the operation. Each floor app is the ceilings' bare FastAPI app (no authentication, no
-middleware, a pydantic body) running exactly the SQL the service runs for the route — for an
+the operation. Each floor app is a bare FastAPI app like the ceilings' (no authentication, no
+middleware, a pydantic body) running, on the service's own statement pool, exactly the SQL the
+service runs for the route — for an
 approval `approvals.service._DECISION_READ` then `_DECISION_WRITE`, for a submission
 `_SUBMIT_AT_ONCE` — with constant payloads and no pre-check, rules, signature or answer
 beyond the id. A service that cost nothing in Python would reach the floor's rate.
@@ -48,9 +49,16 @@ CONNECTIONS = 16
 _PAYLOAD = '{"floor": true}'
 
 
-def _pool_size() -> int:
-    # The service's statement pool (D26) runs these statements; the floor gets as many.
-    return int(os.environ.get("INSPECTION_HUB_DB_STATEMENT_POOL_SIZE", "6"))
+async def _statement_pool() -> asyncpg.Pool:
+    """The pool the service runs these statements on (`db.session.make_statement_pool`: its
+    size, D26, and no reset round trip on check-in), so that only the Python differs."""
+    from types import SimpleNamespace
+
+    from inspection_hub.db.session import make_statement_pool
+
+    size = int(os.environ.get("INSPECTION_HUB_DB_STATEMENT_POOL_SIZE", "6"))
+    settings: Any = SimpleNamespace(db_statement_pool_size=size)
+    return await make_statement_pool(sqlalchemy_url(os.environ["BENCH_DSN"]), settings)
 
 
 class DecisionBody(BaseModel):
@@ -89,10 +97,7 @@ def approval_floor_app() -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        n = _pool_size()
-        state["pool"] = pool = await asyncpg.create_pool(
-            os.environ["BENCH_DSN"], min_size=n, max_size=n
-        )
+        state["pool"] = pool = await _statement_pool()
         rows = await pool.fetch(
             "SELECT DISTINCT ON (agency_code) agency_code, id, username, display_name "
             "FROM user_account WHERE role = 'approver' ORDER BY agency_code, id"
@@ -144,10 +149,7 @@ def submission_floor_app() -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        n = _pool_size()
-        state["pool"] = pool = await asyncpg.create_pool(
-            os.environ["BENCH_DSN"], min_size=n, max_size=n
-        )
+        state["pool"] = pool = await _statement_pool()
         rows = await pool.fetch(
             "SELECT DISTINCT ON (agency_code) agency_code, id, username, display_name "
             "FROM user_account WHERE role = 'scheduler' ORDER BY agency_code, id"
@@ -238,7 +240,14 @@ def _line(name: str, load: Load, cpu: dict[str, float], ceiling: Load | None) ->
     )
 
 
-def run(mode: str, dsn: str, rounds: int, seconds: int, seeded: dict[str, Any]) -> dict[str, Any]:
+def run(
+    mode: str,
+    dsn: str,
+    rounds: int,
+    seconds: int,
+    seeded: dict[str, Any],
+    connections: int = CONNECTIONS,
+) -> dict[str, Any]:
     """Alternate ceiling, floor and service; print each slice and the combined figures."""
     from bench import approval_bench as ab
 
@@ -264,7 +273,7 @@ def run(mode: str, dsn: str, rounds: int, seconds: int, seeded: dict[str, Any]) 
         nonlocal used
         if name == "ceiling":
             return partial(wrk, server.base + "/insert", lua=INSERT_LUA, duration=duration,
-                           connections=CONNECTIONS)  # fmt: skip
+                           connections=connections)  # fmt: skip
         if mode == "approve":
             wanted = 1_200 * duration  # more than either app approves in a slice here
             part = ids[used : used + wanted]
@@ -275,7 +284,7 @@ def run(mode: str, dsn: str, rounds: int, seconds: int, seeded: dict[str, Any]) 
         else:
             lua = scripts["lua"]
         return partial(wrk, server.base + "/x", lua=lua, duration=duration,
-                       connections=CONNECTIONS)  # fmt: skip
+                       connections=connections)  # fmt: skip
 
     results: dict[str, list[tuple[Load, dict[str, float]]]] = {k: [] for k in apps}
     try:
@@ -322,7 +331,7 @@ def run(mode: str, dsn: str, rounds: int, seconds: int, seeded: dict[str, Any]) 
             and db["bad_pending"] == 0
             and db["self_decided"] == 0
             and db["other_agency"] == 0
-            and 0 <= lag <= 2 * CONNECTIONS * (2 * rounds + 2)
+            and 0 <= lag <= 2 * connections * (2 * rounds + 2)
         )
         print(f"# correctness: {'OK' if out['correct'] else 'FAILED'}: {db['approved'] - before:,} "
               f"approved in this run ({seen:,} 2xx seen); of all {db['approved']:,} approved, "
@@ -344,12 +353,13 @@ def main() -> None:
     parser.add_argument("--dsn", default="", help="a database seeded for the mode (kept)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=CONNECTIONS, help="wrk -c")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
     if not wrk_available():
         raise SystemExit("wrk is required (apt-get install -y wrk)")
     if args.dsn:
-        out = run(args.mode, args.dsn, args.rounds, args.seconds, {})
+        out = run(args.mode, args.dsn, args.rounds, args.seconds, {}, args.connections)
     else:
         from bench import checkrequest_bench as cb
         from inspection_hub.db.migrate import upgrade_to_head_async
@@ -360,7 +370,7 @@ def main() -> None:
         try:
             asyncio.run(upgrade_to_head_async(sqlalchemy_url(dsn)))
             seeded = asyncio.run(_seed(args.mode, dsn, Path(tempfile.mkdtemp())))
-            out = run(args.mode, dsn, args.rounds, args.seconds, seeded)
+            out = run(args.mode, dsn, args.rounds, args.seconds, seeded, args.connections)
         finally:
             if args.keep:
                 print(f"# kept {dsn}")
