@@ -12,6 +12,7 @@ from inspection_hub.approvals.schemas import (
     CheckRequestCreate,
     CheckRequestRead,
     DecisionBody,
+    read_json,
     read_of,
 )
 from inspection_hub.approvals.state import Action, CheckRequestStatus
@@ -68,15 +69,15 @@ async def submit_check_request(request: Request, actor: Scheduler) -> Response:
         # The common case: one statement on a pooled connection, no session, no transaction.
         async with autocommit_connection(request) as conn:
             view = await service.submit_at_once(conn, actor, body, settings=settings)
-        content = read_of(view.row, view.precheck).model_dump_json()
+        content = read_json(view.row, view.precheck)
     else:
         async with idempotency.guard(request, actor, idempotency_key, body) as keyed:
             if keyed.replay is not None:
                 return keyed.replay.response()
             async with unit_of_work(request.app.state.sessionmaker) as session:
                 view = await service.submit(session, actor, body, settings=settings)
-                content = read_of(view.row, view.precheck).model_dump_json()
-                await keyed.complete(session, status.HTTP_201_CREATED, content)
+                content = read_json(view.row, view.precheck)
+                await keyed.complete(session, status.HTTP_201_CREATED, content.decode())
     return Response(
         content,
         status_code=status.HTTP_201_CREATED,
@@ -119,7 +120,7 @@ async def get_check_request(request_id: int, request: Request, viewer: Reader) -
     # Serialised here: the model was built from the database row just now, so FastAPI's
     # response validation would only check it again (response_model still documents it).
     return Response(
-        read_of(view.row, view.precheck).model_dump_json(),
+        read_json(view.row, view.precheck),
         media_type="application/json",
         headers=_etag(view.row["version"]),
     )
@@ -151,7 +152,7 @@ async def _decide(
                 settings=settings,
             )
     return Response(
-        read_of(row).model_dump_json(),
+        read_json(row),
         media_type="application/json",
         headers=_etag(row["version"]),
     )
