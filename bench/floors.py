@@ -87,11 +87,10 @@ class SubmissionBody(BaseModel):
     emergency: bool = False
 
 
-def approval_floor_app() -> Any:
-    """POST /v1/check-requests/{id}/approve: the approval's read and write, nothing else."""
-    from fastapi import FastAPI, HTTPException
-
-    from inspection_hub.approvals.service import _DECISION_READ, _DECISION_WRITE
+def _bare_app(role: str) -> tuple[Any, dict[str, Any]]:
+    """A bare FastAPI app whose lifespan opens the service's statement pool and finds one
+    official of `role` per agency (`state["pool"]`, `state["officials"]`)."""
+    from fastapi import FastAPI
 
     state: dict[str, Any] = {}
 
@@ -100,17 +99,25 @@ def approval_floor_app() -> Any:
         state["pool"] = pool = await _statement_pool()
         rows = await pool.fetch(
             "SELECT DISTINCT ON (agency_code) agency_code, id, username, display_name "
-            "FROM user_account WHERE role = 'approver' ORDER BY agency_code, id"
+            "FROM user_account WHERE role = $1 ORDER BY agency_code, id",
+            role,
         )
-        state["approvers"] = {r["agency_code"]: r for r in rows}
+        state["officials"] = {r["agency_code"]: r for r in rows}
         yield
         await pool.close()
 
     app = FastAPI(lifespan=lifespan)
+    app.add_api_route("/ready", lambda: {"status": "ok"})
+    return app, state
 
-    @app.get("/ready")
-    async def ready() -> dict[str, str]:
-        return {"status": "ok"}
+
+def approval_floor_app() -> Any:
+    """POST /v1/check-requests/{id}/approve: the approval's read and write, nothing else."""
+    from fastapi import HTTPException
+
+    from inspection_hub.approvals.service import _DECISION_READ, _DECISION_WRITE
+
+    app, state = _bare_app("approver")
 
     @app.post("/v1/check-requests/{request_id}/approve")
     async def approve(request_id: int, body: DecisionBody | None = None) -> dict[str, Any]:
@@ -119,7 +126,7 @@ def approval_floor_app() -> Any:
             row = await conn.fetchrow(_DECISION_READ, request_id, True)
             if row is None:
                 raise HTTPException(404)
-            who = state["approvers"][row["agency_code"]]
+            who = state["officials"][row["agency_code"]]
             inspection_id = row["next_inspection_id"]
             decided = await conn.fetchval(
                 _DECISION_WRITE,
@@ -140,34 +147,17 @@ def approval_floor_app() -> Any:
 
 def submission_floor_app() -> Any:
     """POST /v1/check-requests: the submission's one statement (facts read, three inserts)."""
-    from fastapi import FastAPI, HTTPException
+    from fastapi import HTTPException
 
     from inspection_hub.approvals.service import _SUBMIT_AT_ONCE
     from inspection_hub.conflicts.facts import submission_bounds
 
-    state: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state["pool"] = pool = await _statement_pool()
-        rows = await pool.fetch(
-            "SELECT DISTINCT ON (agency_code) agency_code, id, username, display_name "
-            "FROM user_account WHERE role = 'scheduler' ORDER BY agency_code, id"
-        )
-        state["schedulers"] = {r["agency_code"]: r for r in rows}
-        yield
-        await pool.close()
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/ready")
-    async def ready() -> dict[str, str]:
-        return {"status": "ok"}
+    app, state = _bare_app("scheduler")
 
     @app.post("/v1/check-requests", status_code=201)
     async def submit(body: SubmissionBody) -> dict[str, Any]:
         now = datetime.now(UTC)
-        who = state["schedulers"][body.agency]
+        who = state["officials"][body.agency]
         async with state["pool"].acquire() as conn:
             row = await conn.fetchrow(
                 _SUBMIT_AT_ONCE,
