@@ -60,7 +60,7 @@ async def _written(sm: async_sessionmaker[AsyncSession], request_id: int) -> dic
     }
 
 
-async def _floor_client(app: Any) -> Any:
+def _floor_client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://floor")
 
 
@@ -93,7 +93,7 @@ async def test_the_approval_floor_writes_what_the_service_writes(
     assert r.status_code == 200, r.text
 
     app = approval_floor_app()
-    async with app.router.lifespan_context(app), await _floor_client(app) as floor:
+    async with app.router.lifespan_context(app), _floor_client(app) as floor:
         r = await floor.post(f"/v1/check-requests/{by_floor}/approve", json={"comment": "同意"})
         assert r.status_code == 200, r.text
         assert r.json() == {"id": by_floor, "status": "approved", "version": 2}
@@ -134,7 +134,7 @@ async def test_the_submission_floor_writes_what_the_service_writes(
     by_service = r.json()["id"]
 
     app = submission_floor_app()
-    async with app.router.lifespan_context(app), await _floor_client(app) as floor:
+    async with app.router.lifespan_context(app), _floor_client(app) as floor:
         r = await floor.post("/v1/check-requests", json=request_body(world.usccs[1]))
         assert r.status_code == 201, r.text
         by_floor = r.json()["id"]

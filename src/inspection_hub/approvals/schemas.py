@@ -82,36 +82,42 @@ class CheckRequestRead(ResponseModel):
     precheck: dict[str, Any] | None = None
 
 
-def read_of(row: Any, precheck: dict[str, Any] | None = None) -> CheckRequestRead:
-    """Present a check_request row (a mapping from Core SQL)."""
-    return CheckRequestRead(
-        id=row["id"],
-        status=row["status"],
-        version=row["version"],
-        agency=row["agency_code"],
-        enterprise=row["enterprise_uscc"],
-        matters=list(row["matters"]),
-        basis=row["basis"],
-        basis_ref=row["basis_ref"],
-        reason=row["reason"],
-        window=WindowRead(start=row["window_start"], end=row["window_end"]),
-        emergency=row["emergency"],
-        requester=PersonRead(id=row["requester_id"], name=row["requester_name"]),
-        submitted_at=row["submitted_at"],
-        decision_due_at=row["decision_due_at"],
-        escalated_at=row["escalated_at"],
-        expires_at=row["expires_at"],
-        decided_by=(
-            PersonRead(id=row["decided_by"], name=row["decided_by_name"] or "")
-            if row["decided_by"] is not None
+def _read_fields(row: Any, precheck: dict[str, Any] | None) -> dict[str, Any]:
+    """A check_request row (a mapping from Core SQL) as `CheckRequestRead`'s fields, in order."""
+    decided_by = row["decided_by"]
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "version": row["version"],
+        "agency": row["agency_code"],
+        "enterprise": row["enterprise_uscc"],
+        "matters": list(row["matters"]),
+        "basis": row["basis"],
+        "basis_ref": row["basis_ref"],
+        "reason": row["reason"],
+        "window": {"start": row["window_start"], "end": row["window_end"]},
+        "emergency": row["emergency"],
+        "requester": {"id": row["requester_id"], "name": row["requester_name"]},
+        "submitted_at": row["submitted_at"],
+        "decision_due_at": row["decision_due_at"],
+        "escalated_at": row["escalated_at"],
+        "expires_at": row["expires_at"],
+        "decided_by": (
+            {"id": decided_by, "name": row["decided_by_name"] or ""}
+            if decided_by is not None
             else None
         ),
-        decided_at=row["decided_at"],
-        decision_comment=row["decision_comment"],
-        inspection_id=row["inspection_id"],
-        policy_version=row["policy_version"],
-        precheck=precheck,
-    )
+        "decided_at": row["decided_at"],
+        "decision_comment": row["decision_comment"],
+        "inspection_id": row["inspection_id"],
+        "policy_version": row["policy_version"],
+        "precheck": precheck,
+    }
+
+
+def read_of(row: Any, precheck: dict[str, Any] | None = None) -> CheckRequestRead:
+    """Present a check_request row (a mapping from Core SQL)."""
+    return CheckRequestRead.model_validate(_read_fields(row, precheck))
 
 
 def read_json(row: Any, precheck: dict[str, Any] | None = None) -> bytes:
@@ -119,38 +125,8 @@ def read_json(row: Any, precheck: dict[str, Any] | None = None) -> bytes:
 
     The hot routes (submission, pre-check read, decisions) answer with one request whose row
     comes from the database or from the statement that just wrote it, so the model's validation
-    would only check it again: a tenth of a submission's instructions, with the pre-check. Same
-    keys in the same order, serialised by the same pydantic-core encoder;
-    tests/approvals/test_answer_json.py compares the two on every shape of row.
+    would only check it again: a tenth of a submission's instructions, with the pre-check. The
+    same fields, encoded by the same pydantic-core encoder; tests/approvals/test_answer_json.py
+    compares the two on every shape of row (the model's field order against the dict's).
     """
-    decided_by = row["decided_by"]
-    return to_json(
-        {
-            "id": row["id"],
-            "status": row["status"],
-            "version": row["version"],
-            "agency": row["agency_code"],
-            "enterprise": row["enterprise_uscc"],
-            "matters": list(row["matters"]),
-            "basis": row["basis"],
-            "basis_ref": row["basis_ref"],
-            "reason": row["reason"],
-            "window": {"start": row["window_start"], "end": row["window_end"]},
-            "emergency": row["emergency"],
-            "requester": {"id": row["requester_id"], "name": row["requester_name"]},
-            "submitted_at": row["submitted_at"],
-            "decision_due_at": row["decision_due_at"],
-            "escalated_at": row["escalated_at"],
-            "expires_at": row["expires_at"],
-            "decided_by": (
-                {"id": decided_by, "name": row["decided_by_name"] or ""}
-                if decided_by is not None
-                else None
-            ),
-            "decided_at": row["decided_at"],
-            "decision_comment": row["decision_comment"],
-            "inspection_id": row["inspection_id"],
-            "policy_version": row["policy_version"],
-            "precheck": precheck,
-        }
-    )
+    return to_json(_read_fields(row, precheck))
