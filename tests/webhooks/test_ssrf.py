@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from inspection_hub.config import Settings
+from inspection_hub.webhooks.http import make_http_client
 from inspection_hub.webhooks.ssrf import UnsafeURL, check_url, guarded_post, validate_url_syntax
 
 FAKE_HOST = "hooks.example.test"
@@ -292,8 +294,13 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
+def _client(verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+    """The service's outbound client (its pool on asyncio streams, webhooks/netbackend.py)."""
+    return make_http_client(Settings(env="test"), verify=verify)
+
+
 async def _post(url: str, *, allow_private: bool, allow_http: bool = True) -> httpx.Response:
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with _client() as client:
         return await guarded_post(
             client,
             url,
@@ -428,7 +435,7 @@ async def test_https_pins_address_and_verifies_certificate_by_name(
         dns = FakeDNS(["127.0.0.1"])
         dns.install(monkeypatch)
         client_ctx = ssl.create_default_context(cadata=cert_pem.decode())
-        async with httpx.AsyncClient(verify=client_ctx, trust_env=False) as client:
+        async with _client(verify=client_ctx) as client:
             response = await guarded_post(
                 client,
                 f"https://{FAKE_HOST}:{state.port}/tls",
@@ -457,7 +464,7 @@ async def test_silent_receiver_times_out() -> None:
     listener.listen()
     port = listener.getsockname()[1]
     try:
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with _client() as client:
             with pytest.raises(httpx.TimeoutException):
                 await guarded_post(
                     client,

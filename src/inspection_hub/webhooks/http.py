@@ -12,23 +12,30 @@ CPU time). sniffio is therefore a declared dependency of this project.
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 
 from inspection_hub.config import Settings
+from inspection_hub.webhooks.netbackend import AsyncioTransport
 
 _shared: httpx.AsyncClient | None = None
 
 
-def make_http_client(settings: Settings) -> httpx.AsyncClient:
-    """A client sized for the delivery concurrency: no redirects, no proxies from the env."""
+def make_http_client(
+    settings: Settings, *, verify: ssl.SSLContext | bool = True
+) -> httpx.AsyncClient:
+    """A client sized for the delivery concurrency: no redirects, no proxies from the env, its
+    connections on asyncio streams (`netbackend`, decision D30). ``verify``: tests' own CA."""
     size = max(settings.webhook_concurrency, settings.survey_callback_concurrency, 1)
+    limits = httpx.Limits(
+        max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
+    )
     return httpx.AsyncClient(
+        transport=AsyncioTransport(limits=limits, verify=verify),
         timeout=settings.webhook_timeout_seconds,
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(
-            max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
-        ),
     )
 
 
