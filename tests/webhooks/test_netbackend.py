@@ -30,8 +30,10 @@ class Server:
     """Answers each request with `OK`, then does `after` ("keep", "close" or "junk")."""
 
     after: str = "keep"
+    set_cookie: bool = False  # each answer sets a cookie of its own name
     connections: int = 0
     bodies: list[bytes] = field(default_factory=list)
+    heads: list[bytes] = field(default_factory=list)
     port: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -43,8 +45,15 @@ class Server:
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
+                self.heads.append(head.lower())
                 self.bodies.append(await reader.readexactly(length))
-                writer.write(OK)
+                if self.set_cookie:
+                    name = b"c%d" % len(self.bodies)
+                    writer.write(
+                        OK.replace(b"\r\n\r\n", b"\r\nset-cookie: %s=v; Path=/\r\n\r\n" % name)
+                    )
+                else:
+                    writer.write(OK)
                 await writer.drain()
                 if self.after == "close":
                     break
@@ -157,3 +166,23 @@ async def test_a_peer_gone_mid_answer_is_an_error_not_an_answer() -> None:
                 await client.post(f"http://127.0.0.1:{port}/", content=b"")
     finally:
         listener.close()
+
+
+async def test_a_receiver_cookies_are_neither_kept_nor_sent(server: Server) -> None:
+    """Deliveries are stateless: a receiver's Set-Cookie is not stored (a hostile receiver
+    setting a new cookie on every answer would otherwise grow a long-lived worker's jar) and
+    never comes back on a later request, to it or to anyone on the same host."""
+    server.set_cookie = True
+    async with _client() as client:
+        for i in range(20):
+            response = await client.post(f"http://127.0.0.1:{server.port}/", content=b"k%d" % i)
+            assert response.status_code == 200
+            assert response.headers["set-cookie"] == f"c{i + 1}=v; Path=/"  # it was offered
+        assert len(client.cookies.jar) == 0
+        assert not client.cookies
+        with pytest.raises(TypeError):
+            client.cookies.set("planted", "x")
+        with pytest.raises(TypeError):
+            client.cookies = {"planted": "x"}  # type: ignore[assignment]
+    assert len(server.heads) == 20
+    assert not [head for head in server.heads if b"\r\ncookie:" in head]
