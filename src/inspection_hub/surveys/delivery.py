@@ -144,9 +144,15 @@ _RECORD = text(
         callback_next_at = CASE WHEN x.status = 'pending' THEN x.next_at END,
         callback_last_error = x.error
     FROM unnest(CAST(:usccs AS char(18)[]), CAST(:ids AS bigint[]), CAST(:statuses AS text[]),
-                CAST(:errors AS text[]), CAST(:next_ats AS timestamptz[]))
-         AS x(uscc, id, status, error, next_at)
-    WHERE s.enterprise_uscc = x.uscc AND s.id = x.id AND s.callback_status = 'pending'
+                CAST(:errors AS text[]), CAST(:next_ats AS timestamptz[]),
+                CAST(:attempts AS integer[]))
+         AS x(uscc, id, status, error, next_at, attempts)
+    WHERE s.enterprise_uscc = x.uscc AND s.id = x.id
+      -- Still pending and still the attempt this batch claimed (a claim after an expired lease
+      -- counts another attempt). Inside CASE so that PostgreSQL cannot answer it from the pending
+      -- rows' partial index: the rows are found by key, one probe each (decision D31).
+      AND CASE WHEN s.callback_status = 'pending' THEN s.callback_attempts = x.attempts
+               ELSE false END
     """
 )
 
@@ -255,6 +261,7 @@ async def deliver_callbacks(
                 "statuses": [status for status, _ in steps],
                 "errors": [res.error for res in outcomes],
                 "next_ats": [at for _, at in steps],
+                "attempts": [int(r.callback_attempts) for r in rows],
             },
         )
     failed = sum(1 for res in outcomes if not res.ok)

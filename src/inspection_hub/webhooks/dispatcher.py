@@ -81,7 +81,10 @@ _RECORD = text(
                 CAST(:delays AS float8[]), CAST(:codes AS integer[]), CAST(:excerpts AS text[]),
                 CAST(:errors AS text[]))
          AS x(id, status, counted, delay, code, excerpt, error)
-    WHERE d.id = x.id AND d.status = 'pending'
+    WHERE d.id = x.id
+      -- Inside CASE so that PostgreSQL cannot answer it from the pending rows' partial index:
+      -- the rows are found by key, one probe each (decision D31).
+      AND CASE WHEN d.status = 'pending' THEN true ELSE false END
     """
 )
 _DISABLE = text(
