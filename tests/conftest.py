@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inspection_hub.auth.principal import Role
@@ -92,6 +93,20 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     yield
     if factory is None:
         return
+    # A served app of the proof suite (module-scoped) may still be running its scheduler while
+    # its module's last test is cleaned up: TRUNCATE then takes its locks table by table while
+    # that process reads several tables, and PostgreSQL ends one of the two as a deadlock. The
+    # TRUNCATE is the one to try again.
+    for attempt in range(5):
+        try:
+            await _truncate_all(factory)
+            return
+        except DBAPIError as exc:
+            if "deadlock detected" not in str(exc) or attempt == 4:
+                raise
+
+
+async def _truncate_all(factory: async_sessionmaker[AsyncSession]) -> None:
     async with factory() as session:
         tables = (
             await session.execute(
