@@ -103,8 +103,13 @@ async def main(pg: str, seconds: float, rate: int, backlog: int) -> None:
             total = int(seconds * rate)
             start = time.perf_counter()
 
+            aggregate_locks = [asyncio.Lock() for _ in range(200)]
+
             async def one(i: int) -> None:
-                async with sm() as session:
+                # One writer per aggregate at a time, as the service's writers are (they hold
+                # the aggregate's row lock, emit's contract): two concurrent writers of one
+                # aggregate take the same aggregate_seq and one fails on uq_event_aggregate_seq.
+                async with aggregate_locks[i % 200], sm() as session:
                     async with session.begin():
                         event_id = await emit(session, ev.ENTERPRISE_UPDATED, f"L{i % 200}", {})
                     committed_at[event_id] = time.perf_counter()

@@ -70,6 +70,11 @@ async def emit(
 ) -> int:
     """Write one event in the current transaction; the workers wake at commit.
 
+    The caller holds the aggregate's lock (its row `FOR UPDATE`, or the enterprise's advisory
+    lock): the event's `aggregate_seq` is the last one plus one, so two transactions writing
+    the same aggregate unlocked would take the same number and one would fail on
+    `uq_event_aggregate_seq` (nothing is written twice, but that request fails).
+
     The wake-up is the `event_notify` trigger's NOTIFY (migration 0008), sent inside this
     statement: no round trip of its own. With ``audit``, the audit row is appended by the same
     statement (what `audit.service.record` would write, one round trip fewer).
