@@ -141,6 +141,11 @@ async def _batch(conn: asyncpg.Connection, sql: str) -> list[asyncpg.Record]:
     return list(await conn.fetch(sql, BATCH))
 
 
+def _keys(rows: list[asyncpg.Record]) -> dict[str, list[Any]]:
+    """The batch's survey keys, as the statements take them."""
+    return {"usccs": [r["enterprise_uscc"] for r in rows], "ids": [r["id"] for r in rows]}
+
+
 async def test_the_survey_dispatch_marks_its_batch_by_key(conn: asyncpg.Connection) -> None:
     rows = await _batch(conn, "SELECT enterprise_uscc, id FROM survey ORDER BY id DESC LIMIT $1")
     now = datetime(2026, 3, 12, tzinfo=UTC)
@@ -149,8 +154,7 @@ async def test_the_survey_dispatch_marks_its_batch_by_key(conn: asyncpg.Connecti
         _MARK_SENT,
         {
             "now": now,
-            "usccs": [r["enterprise_uscc"] for r in rows],
-            "ids": [r["id"] for r in rows],
+            **_keys(rows),
             "hashes": [f"{r['id']:064d}" for r in rows],
             "expires": [now] * len(rows),
         },
@@ -169,8 +173,7 @@ async def test_survey_callbacks_record_their_batch_by_key(conn: asyncpg.Connecti
         SURVEY_RECORD,
         {
             "now": None,
-            "usccs": [r["enterprise_uscc"] for r in rows],
-            "ids": [r["id"] for r in rows],
+            **_keys(rows),
             "statuses": ["delivered"] * len(rows),
             "errors": [None] * len(rows),
             "next_ats": [None] * len(rows),
@@ -214,8 +217,7 @@ async def test_a_row_no_longer_pending_or_claimed_again_is_left_alone(
     rows = await conn.fetch("SELECT enterprise_uscc, id FROM survey WHERE id IN (1, 2, 3)")
     values = {
         "now": None,
-        "usccs": [r["enterprise_uscc"] for r in rows],
-        "ids": [r["id"] for r in rows],
+        **_keys(list(rows)),
         "statuses": ["delivered"] * 3,
         "errors": [None] * 3,
         "next_ats": [None] * 3,
