@@ -36,6 +36,27 @@ SELECT_ROWS = 100_000
 POOL = 10
 
 
+def select_lua(rows: int = SELECT_ROWS) -> str:
+    """The select ceiling's GET of a random row of `rows`, as wrk drives it."""
+    return random_path_lua("GET", f'"/select/" .. (1 + r % {rows - 1})')
+
+
+async def fill_select_table(dsn: str, rows: int = SELECT_ROWS) -> None:
+    """The ceiling's table with `rows` rows to select by id (ids 1..rows on a new table), for a
+    scenario that measures the select ceiling beside itself on its own scratch database."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(TABLE)
+        await conn.execute(
+            "INSERT INTO bench_ceiling (k, payload) SELECT g, $1 FROM generate_series(1, $2) g",
+            PAYLOAD,
+            rows,
+        )
+        await conn.execute("VACUUM ANALYZE bench_ceiling")
+    finally:
+        await conn.close()
+
+
 async def _timed_loop(
     pool_or_conn: Any, workers: int, seconds: float, op: Callable[[Any], Coroutine[Any, Any, Any]]
 ) -> float:
@@ -185,7 +206,7 @@ def http_ceilings(
             srv.proc.pid,
             lambda: wrk(
                 srv.base + "/select/1",
-                lua=random_path_lua("GET", f'"/select/" .. (1 + r % {rows - 1})'),
+                lua=select_lua(rows),
                 duration=duration,
                 connections=connections,
             ),

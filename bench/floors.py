@@ -3,6 +3,7 @@
     python -m bench.floors approve                  # seed, then alternate ceiling/floor/service
     python -m bench.floors submit --rounds 4 --seconds 5
     python -m bench.floors approve --dsn postgresql://…/ih_prof_…   # a seeded database
+    python -m bench.floors precheck                 # the read: GET /v1/check-requests/{id}
 
 Issue 9 asks the check-request and approval writes for 40 % of the insert ceiling (a bare
 FastAPI endpoint doing one asyncpg insert). The *floor* answers the question the ratio leaves
@@ -13,6 +14,13 @@ service runs for the route (for an approval `approvals.service._DECISION_READ` t
 `_DECISION_WRITE`, for a submission `_SUBMIT_AT_ONCE`) with constant payloads and no pre-check,
 rules, signature or answer beyond the id. A service that cost nothing in Python would reach the
 floor's rate.
+
+The pre-check read (`precheck`) is held to 50 % of the *select* ceiling instead: its floor runs
+`approvals.service._READ_REQUEST` (the request, its matters' categories and the enterprise's
+facts, as a supervisor sees them) and answers the id and version, without parsing the facts or
+running the rules; its data are the suite's precheck scenario's (20,000 enterprises, three
+inspections each, 19,000 pending requests), and the select ceiling reads 100,000 rows of the
+ceiling table by id, as in the suite.
 
 The ceiling, the floor and the service run side by side under uvicorn with the suite's settings
 (one worker each) and are loaded by `wrk -t1 -c16` in alternating slices of `--seconds`, so the
@@ -41,11 +49,12 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from bench.ceilings import INSERT_LUA, TABLE
-from bench.common import Load, Server, sqlalchemy_url, wrk, wrk_available
+from bench.ceilings import INSERT_LUA, TABLE, fill_select_table, select_lua
+from bench.common import Load, Server, paths_lua, sqlalchemy_url, wrk, wrk_available
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 CONNECTIONS = 16
+PRECHECK_REQUESTS = 19_000  # bench.__main__.scenario_precheck's at --scale small
 _PAYLOAD = '{"floor": true}'
 
 
@@ -145,6 +154,25 @@ def approval_floor_app() -> Any:
     return app
 
 
+def precheck_floor_app() -> Any:
+    """GET /v1/check-requests/{id}: the pre-check's one statement, its facts left unparsed."""
+    from fastapi import HTTPException
+
+    from inspection_hub.approvals.service import _READ_REQUEST
+
+    app, state = _bare_app("supervisor")
+
+    @app.get("/v1/check-requests/{request_id}")
+    async def read(request_id: int) -> dict[str, Any]:
+        async with state["pool"].acquire() as conn:
+            row = await conn.fetchrow(_READ_REQUEST, request_id, True, None)
+        if row is None or row["uscc"] is None:  # the enterprise's facts were read
+            raise HTTPException(404)
+        return {"id": row["id"], "version": row["version"]}
+
+    return app
+
+
 def submission_floor_app() -> Any:
     """POST /v1/check-requests: the submission's one statement (facts read, three inserts)."""
     from fastapi import HTTPException
@@ -188,6 +216,10 @@ async def _seed(mode: str, dsn: str) -> dict[str, Any]:
         await seed_inspection_history(dsn, 20_000, 3)
         await ab.seed_requests(dsn, 60_000)
         return {}
+    if mode == "precheck":  # the suite's precheck scenario at --scale small
+        await seed_inspection_history(dsn, 20_000, 3)
+        await ab.seed_requests(dsn, PRECHECK_REQUESTS)
+        return {}
     token, usccs = await cb.seed(dsn, 20_000, 60_000, 2026)
     await cb.seed_prior_requests(dsn, 10_000)
     return {"token": token, "usccs": usccs}
@@ -202,7 +234,8 @@ async def _scripts(mode: str, dsn: str, work: Path, seeded: dict[str, Any]) -> d
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("DROP TABLE IF EXISTS bench_ceiling")
-        await conn.execute(TABLE)
+        if mode != "precheck":  # the select ceiling's table is filled below
+            await conn.execute(TABLE)
         if mode == "approve":
             rows = await conn.fetch(
                 "SELECT id, agency_code FROM check_request WHERE status = 'pending' "
@@ -210,6 +243,15 @@ async def _scripts(mode: str, dsn: str, work: Path, seeded: dict[str, Any]) -> d
             )
             return {"ids": [(r["id"], r["agency_code"]) for r in rows],
                     "tokens": await ab.approver_tokens(dsn)}  # fmt: skip
+        if mode == "precheck":
+            await fill_select_table(dsn)
+            rows = await conn.fetch(
+                "SELECT id FROM check_request WHERE status = 'pending' "
+                "ORDER BY hashtext(id::text), id LIMIT 2000"
+            )  # as many as the suite's precheck scenario reads
+            token = await make_token(dsn, "supervisor")
+            return {"lua": paths_lua("GET", [f"/v1/check-requests/{r['id']}" for r in rows]),
+                    "auth": f"Bearer {token}"}  # fmt: skip
         usccs = seeded.get("usccs") or [
             r[0] for r in await conn.fetch("SELECT uscc FROM enterprise ORDER BY hashtext(uscc)")
         ]
@@ -230,6 +272,13 @@ def _line(name: str, load: Load, cpu: dict[str, float], ceiling: Load | None) ->
     )
 
 
+_FLOOR_APPS = {
+    "approve": "approval_floor_app",
+    "submit": "submission_floor_app",
+    "precheck": "precheck_floor_app",
+}
+
+
 def run(
     mode: str,
     dsn: str,
@@ -245,10 +294,7 @@ def run(
     scripts = asyncio.run(_scripts(mode, dsn, work, seeded))
     apps = {
         "ceiling": Server("bench.ceilings:bare_app", env={"BENCH_DSN": dsn}),
-        "floor": Server(
-            f"bench.floors:{'approval' if mode == 'approve' else 'submission'}_floor_app",
-            env={"BENCH_DSN": dsn},
-        ),
+        "floor": Server(f"bench.floors:{_FLOOR_APPS[mode]}", env={"BENCH_DSN": dsn}),
         "service": Server(
             "inspection_hub.main:create_app",
             env={"INSPECTION_HUB_DATABASE_URL": sqlalchemy_url(dsn)},
@@ -263,9 +309,16 @@ def run(
 
     def load_of(name: str, server: Server, duration: int) -> Any:
         nonlocal used
+        if name == "ceiling" and mode == "precheck":
+            return partial(wrk, server.base + "/select/1", lua=select_lua(), duration=duration,
+                           connections=connections)  # fmt: skip
         if name == "ceiling":
             return partial(wrk, server.base + "/insert", lua=INSERT_LUA, duration=duration,
                            connections=connections)  # fmt: skip
+        if mode == "precheck":  # the supervisor's token (the floor does not look at it)
+            auth = {"Authorization": scripts["auth"]}
+            return partial(wrk, server.base + "/x", lua=scripts["lua"], duration=duration,
+                           connections=connections, headers=auth)  # fmt: skip
         if mode == "approve":
             part = ids[used : used + share]  # each slice its own ids: none approved twice
             used += len(part)
@@ -341,7 +394,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("approve", "submit"))
+    parser.add_argument("mode", choices=("approve", "submit", "precheck"))
     parser.add_argument("--dsn", default="", help="a database seeded for the mode (kept)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=3)

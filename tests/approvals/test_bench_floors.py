@@ -1,6 +1,6 @@
-"""bench/floors.py's apps run the service's own write statements: what they leave in the database
-has the shape the service's approval and submission leave (the floor is only a floor if the
-database does the same work for it)."""
+"""bench/floors.py's apps run the service's own statements: what the write floors leave in the
+database has the shape the service's approval and submission leave, and the read floor finds the
+request the service reads (the floor is only a floor if the database does the same work for it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from bench.floors import approval_floor_app, submission_floor_app
+from bench.floors import approval_floor_app, precheck_floor_app, submission_floor_app
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -158,3 +158,28 @@ async def test_the_submission_floor_writes_what_the_service_writes(
     assert await _written(sessionmaker, by_floor) == service_rows
     (count,) = await _rows(sessionmaker, "SELECT count(*) AS n FROM check_request")
     assert count["n"] == 2
+
+
+async def test_the_precheck_floor_reads_the_request_the_service_reads(
+    client: httpx.AsyncClient, world: World, bench_dsn: str
+) -> None:
+    ids = []
+    for _ in range(2):  # the second request finds the first among its pending facts
+        r = await client.post(
+            "/v1/check-requests", json=request_body(world.usccs[0]), headers=world.scheduler
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    read = await client.get(f"/v1/check-requests/{ids[1]}", headers=world.supervisor)
+    assert read.status_code == 200, read.text
+    assert read.json()["precheck"] is not None
+
+    app = precheck_floor_app()
+    async with app.router.lifespan_context(app), _floor_client(app) as floor:
+        for request_id in ids:
+            r = await floor.get(f"/v1/check-requests/{request_id}")
+            assert r.status_code == 200, r.text
+            assert r.json() == {"id": request_id, "version": 1}
+        assert read.headers["etag"] == '"1"'
+        unknown = await floor.get(f"/v1/check-requests/{ids[1] + 1000}")
+        assert unknown.status_code == 404
