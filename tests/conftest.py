@@ -46,6 +46,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         allow_private_callback_urls=True,
         workers_enabled=False,
         scheduler_enabled=False,
+        # each app's startup would collect the whole test process's heap (D32's own test on)
+        gc_freeze_after_startup=False,
     )
 
 

@@ -458,6 +458,7 @@ def _run_background(*, workers: bool, scheduler: bool) -> None:
 
     async def main() -> None:
         from inspection_hub.db.session import make_engine, make_sessionmaker
+        from inspection_hub.kit.heap import frozen_startup_heap
 
         engine = make_engine(url, settings)
         sessionmaker = make_sessionmaker(engine)
@@ -482,7 +483,8 @@ def _run_background(*, workers: bool, scheduler: bool) -> None:
                 n for n, on in (("workers", workers), ("scheduler", scheduler)) if on
             )
             _err(f"inspection-hub {what} running (pid {os.getpid()})")
-            await stop.wait()
+            with frozen_startup_heap(settings.gc_freeze_after_startup):
+                await stop.wait()
             _err("stopping gracefully")
         finally:
             if sched is not None:

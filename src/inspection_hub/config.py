@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     policy_file: str = ""
     workers_enabled: bool = True
     scheduler_enabled: bool = True
+    # Full garbage collections skip what a started process holds for its whole life (D32).
+    gc_freeze_after_startup: bool = True
     allow_private_callback_urls: bool = False
     webhook_timeout_seconds: float = 15.0
     public_rate_limit_per_second: float = 20.0

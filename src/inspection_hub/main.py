@@ -27,6 +27,7 @@ from inspection_hub.errors import Conflict, install_error_handlers
 from inspection_hub.events.runtime import start_background, stop_background
 from inspection_hub.kit import routeindex
 from inspection_hub.kit.handread import add_documented_schemas
+from inspection_hub.kit.heap import frozen_startup_heap
 from inspection_hub.kit.ratelimit import RateLimitMiddleware
 from inspection_hub.middleware import RequestContextMiddleware
 from inspection_hub.webhooks.http import make_http_client, set_shared_client
@@ -84,7 +85,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         set_shared_client(app.state.http)
         await start_background(app)
         try:
-            yield
+            with frozen_startup_heap(settings.gc_freeze_after_startup):
+                yield
         finally:
             await stop_background(app)
             set_shared_client(None)
