@@ -5,7 +5,8 @@
   service recovers (/readyz 200 again, writes succeed) and nothing is lost or doubled (each
   acknowledged write is stored exactly once, with exactly one audit row).
 The audit chain verifies after each; tamper detection itself is tests/foundation/test_audit.py.
-Worker kills during deliveries and detection: tests/events (SIGKILL mid-way through deliveries).
+Worker kills mid-way through deliveries: tests/webhooks/test_worker_crash.py; mid-way through
+detection: tests/conflicts/test_detector_crash.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,34 +17,19 @@ from inspection_hub.config import Settings
 from inspection_hub.events import types as ev
 from inspection_hub.events.outbox import emit
 from tests.fixtures.receiver import Receiver, receiver  # noqa: F401 - fixture
+from tests.fixtures.worker import start_worker
 
 N = 1000
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start_worker(database_url: str, settings: Settings, tmp: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "PYTHONPATH": str(ROOT / "src"),
-            "INSPECTION_HUB_ENV": "test",
-            "INSPECTION_HUB_DATABASE_URL": database_url,
-            "INSPECTION_HUB_DATA_DIR": str(tmp),
-            "INSPECTION_HUB_SESSION_SECRET": settings.session_secret,
-            "INSPECTION_HUB_TOKEN_PEPPER": settings.token_pepper,
-            "INSPECTION_HUB_ALLOW_PRIVATE_CALLBACK_URLS": "true",
-            "INSPECTION_HUB_WEBHOOK_CLAIM_SECONDS": "2",
-            "INSPECTION_HUB_EVENT_POLL_SECONDS": "0.2",
-            "INSPECTION_HUB_WEBHOOK_CONCURRENCY": "16",
-            "INSPECTION_HUB_LOG_LEVEL": "WARNING",
-        }
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "inspection_hub.cli", "worker"],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return start_worker(
+        database_url,
+        settings,
+        tmp,
+        INSPECTION_HUB_WEBHOOK_CLAIM_SECONDS="2",
+        INSPECTION_HUB_EVENT_POLL_SECONDS="0.2",
+        INSPECTION_HUB_WEBHOOK_CONCURRENCY="16",
     )
 
 
