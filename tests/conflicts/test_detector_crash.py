@@ -4,8 +4,6 @@ was handled exactly once (the cursor's count moves in the handlers' own transact
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
 from datetime import date
 from pathlib import Path
@@ -19,7 +17,7 @@ from inspection_hub.config import Settings
 from inspection_hub.events.registry import discover_handlers
 from inspection_hub.kit.synth import make_uscc
 from tests.conflicts.helpers import Headers, schedule
-from tests.fixtures.worker import start_worker
+from tests.fixtures.worker import signal_when, start_worker
 
 N = 300  # enterprises; each gets two agencies' checks in one fortnight: one mergeable finding
 FIRST = (date(2026, 12, 1), date(2026, 12, 5))
@@ -82,33 +80,22 @@ async def test_sigkill_mid_detection_loses_and_doubles_nothing(
     # small batches: many commits to be killed between or in the middle of
     env = {"INSPECTION_HUB_EVENT_BATCH_SIZE": "20", "INSPECTION_HUB_EVENT_POLL_SECONDS": "0.2"}
 
+    async def a_quarter_found() -> bool:
+        return bool((await _state(sessionmaker)).mergeable >= N // 4)
+
+    async def all_handled() -> bool:
+        done = await _state(sessionmaker)
+        return bool(done.mergeable == N and done.handled == done.to_handle)
+
     worker = start_worker(database_url, settings, tmp_path, **env)
-    try:
-        for _ in range(3000):
-            if (await _state(sessionmaker)).mergeable >= N // 4:
-                break
-            await asyncio.sleep(0.01)
-        os.kill(worker.pid, signal.SIGKILL)
-        assert worker.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    code = await signal_when(worker, a_quarter_found, sig=signal.SIGKILL, polls=3000, interval=0.01)
+    assert code == -signal.SIGKILL
     killed = await _state(sessionmaker)
     print(f"killed at {killed.mergeable} of {N} findings, {killed.handled} events handled")
     assert N // 4 <= killed.mergeable < N  # killed in the middle of the work
 
     worker = start_worker(database_url, settings, tmp_path, **env)
-    try:
-        for _ in range(1200):
-            done = await _state(sessionmaker)
-            if done.mergeable == N and done.handled == done.to_handle:
-                break
-            await asyncio.sleep(0.05)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=30) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    assert await signal_when(worker, all_handled) == 0
 
     state = await _state(sessionmaker)
     assert state.to_handle >= 2 * N  # every inspection.scheduled, at least

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
 import subprocess
 from collections import defaultdict
@@ -17,7 +15,7 @@ from inspection_hub.config import Settings
 from inspection_hub.events import types as ev
 from inspection_hub.events.outbox import emit
 from tests.fixtures.receiver import Receiver, receiver  # noqa: F401 - fixture
-from tests.fixtures.worker import start_worker
+from tests.fixtures.worker import signal_when, start_worker
 
 N = 1000
 
@@ -62,31 +60,22 @@ async def test_sigkill_mid_delivery_loses_nothing(
         for i in range(N):
             await emit(session, ev.ENTERPRISE_UPDATED, f"E{i}", {"i": i})
 
+    async def a_quarter_arrived() -> bool:
+        return len(receiver.requests) >= N // 4
+
+    async def all_delivered() -> bool:
+        return await _delivered(sessionmaker) == N
+
     worker = _start_worker(database_url, settings, tmp_path)
-    try:
-        for _ in range(3000):
-            if len(receiver.requests) >= N // 4:
-                break
-            await asyncio.sleep(0.01)
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    killed = await signal_when(
+        worker, a_quarter_arrived, sig=signal.SIGKILL, polls=3000, interval=0.01
+    )
+    assert killed == -signal.SIGKILL
     arrived_before_restart = len(receiver.requests)
     assert N // 4 <= arrived_before_restart < N
 
     worker = _start_worker(database_url, settings, tmp_path)
-    try:
-        for _ in range(1200):
-            if await _delivered(sessionmaker) == N:
-                break
-            await asyncio.sleep(0.05)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=30) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    assert await signal_when(worker, all_delivered) == 0
     assert await _delivered(sessionmaker) == N
     ids_by_event: dict[int, set[str]] = defaultdict(set)
     for req in receiver.requests:
