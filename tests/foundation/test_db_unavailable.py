@@ -4,6 +4,7 @@ a bad statement or an unrelated OSError is still what it was."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from inspection_hub.auth.principal import Principal, Role
 from inspection_hub.auth.tokens import hash_token
 from inspection_hub.config import Settings
-from inspection_hub.db.availability import database_unavailable
+from inspection_hub.db.availability import database_unavailable, log_pass_failure
 from inspection_hub.db.deps import autocommit_connection
 from inspection_hub.db.session import make_statement_pool
 from inspection_hub.main import create_app
@@ -128,3 +129,24 @@ def _assert_unavailable(r: httpx.Response, path: str) -> None:
     assert body["type"].endswith("/database-unavailable")
     assert (body["status"], body["instance"]) == (503, path)
     assert "Retry-After" in body["detail"]
+
+
+async def test_a_background_pass_logs_an_outage_as_one_warning_and_a_bug_as_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger("tests.background")
+    with pytest.raises(FileNotFoundError) as refused:
+        await asyncpg.connect(f"postgresql://postgres@/x?host={tmp_path}")
+    bug = ValueError("a bug")
+    with caplog.at_level(logging.WARNING, logger="tests.background"):
+        log_pass_failure(logger, "event relay pass failed", refused.value)
+        log_pass_failure(logger, "job failed", bug, job="surveys.dispatch")
+    outage, error = caplog.records
+    assert (outage.levelname, outage.exc_info) == ("WARNING", None)
+    assert outage.getMessage().startswith(
+        "event relay pass failed: database unavailable (FileNotFoundError"
+    )
+    assert error.levelname == "ERROR"
+    assert error.exc_info is not None
+    assert error.exc_info[1] is bug
+    assert error.__dict__["job"] == "surveys.dispatch"

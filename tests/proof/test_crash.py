@@ -299,6 +299,9 @@ async def test_postgresql_restarted_under_load_loses_and_doubles_nothing(
     print(f"first answers in the restarts: {firsts}; retries: {Counter(outcome.retried.values())}")
     # what the restarts broke was answered 503 with Retry-After (D33), never a 500
     assert set(firsts) == {201, 503}
+    # and logged as the outage it was: warnings, not errors with tracebacks (D33)
+    errors = [line for line in app.log().splitlines() if '"level": "ERROR"' in line]
+    assert errors == [], errors[:3]
     await _each_stored_once(dsn, outcome)
     engine = create_async_engine(url)
     try:

@@ -7,7 +7,9 @@ Retry-After instead of a 500, and logs one warning line instead of a traceback.
 
 from __future__ import annotations
 
+import logging
 import traceback
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -55,3 +57,22 @@ def _raised_connecting(exc: OSError) -> bool:
         frame.filename.replace("\\", "/").endswith(_CONNECT_MODULE)
         for frame in traceback.extract_tb(exc.__traceback__)
     )
+
+
+def log_pass_failure(
+    logger: logging.Logger, message: str, exc: BaseException, **extra: Any
+) -> None:
+    """A background loop's failed pass (the relay, the webhook claim, a scheduled job): one
+    WARNING line when the database is out of reach, since the loop retries on its next pass
+    and a routine restart should page no one; otherwise ERROR with the traceback."""
+    if database_unavailable(exc):
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        logger.warning(
+            "%s: database unavailable (%s: %s); retrying",
+            message,
+            type(exc).__name__,
+            first,
+            extra=extra or None,
+        )
+    else:
+        logger.error(message, exc_info=exc, extra=extra or None)

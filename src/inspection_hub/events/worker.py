@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from inspection_hub.config import Settings
+from inspection_hub.db.availability import log_pass_failure
 from inspection_hub.events.outbox import NOTIFY_CHANNEL
 from inspection_hub.events.registry import Consumer
 from inspection_hub.events.relay import RetryPolicy, run_once, select_consumers
@@ -125,8 +126,8 @@ class EventWorker:
                     limit=self.settings.event_batch_size,
                     policy=self.policy,
                 )
-            except Exception:
-                log.exception("event relay pass failed")
+            except Exception as exc:
+                log_pass_failure(log, "event relay pass failed", exc)
                 done = 0
             if done and delivers:
                 self.webhooks_wake.set()

@@ -11,6 +11,7 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from inspection_hub.db.availability import log_pass_failure
 from inspection_hub.db.locking import try_xact_lock
 from inspection_hub.scheduler.registry import Job, discover_jobs
 
@@ -32,8 +33,8 @@ async def run_job(sessionmaker: async_sessionmaker[AsyncSession], job: Job) -> b
 async def _run_logged(sessionmaker: async_sessionmaker[AsyncSession], job: Job) -> None:
     try:
         await run_job(sessionmaker, job)
-    except Exception:
-        log.exception("job failed", extra={"job": job.id})
+    except Exception as exc:
+        log_pass_failure(log, "job failed", exc, job=job.id)
 
 
 def start_scheduler(

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
 from inspection_hub.config import Settings
+from inspection_hub.db.availability import log_pass_failure
 from inspection_hub.webhooks.signing import decrypt_secret
 from inspection_hub.webhooks.ssrf import TargetCache, UnsafeURL, guarded_post
 
@@ -424,8 +425,8 @@ class Dispatcher:
                     rows: Sequence[Any] = []
                     try:
                         rows = await claim(self.sessionmaker, self.settings, want)
-                    except Exception:
-                        log.exception("claiming webhook deliveries failed")
+                    except Exception as exc:
+                        log_pass_failure(log, "claiming webhook deliveries failed", exc)
                     self.backlog.extend(rows)
                     drained = len(rows) < want
                     if self._stopping.is_set():
@@ -470,8 +471,8 @@ class Dispatcher:
             await self.recorder.record(row, out)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("webhook delivery %s failed unexpectedly", row.id)
+        except Exception as exc:
+            log_pass_failure(log, f"webhook delivery {row.id} failed unexpectedly", exc)
         finally:
             if sending:
                 self.sending -= 1
