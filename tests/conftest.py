@@ -59,6 +59,12 @@ async def app(settings: Settings, database_url: str) -> AsyncIterator[Any]:
         yield application
 
 
+@pytest.fixture
+def dsn(database_url: str, sessionmaker: Any) -> str:
+    """The test database as an asyncpg DSN (the app is started first, as tables get emptied)."""
+    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 @pytest.fixture(scope="session")
 def sessionmaker(app: Any) -> async_sessionmaker[AsyncSession]:
     """The app's session factory (for arranging data and checking the database)."""

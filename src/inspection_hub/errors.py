@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from inspection_hub.db.availability import database_unavailable
+from inspection_hub.db.availability import database_unavailable, outage_summary
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         if database_unavailable(exc):
-            return unavailable_response(request, exc)
+            return _unavailable_response(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         body = {
             "type": PROBLEM_BASE + "internal-error",
@@ -222,14 +222,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(500, body)
 
 
-def unavailable_response(request: Request, exc: BaseException) -> JSONResponse:
+def _unavailable_response(request: Request, exc: BaseException) -> JSONResponse:
     """503 with Retry-After for an error `database_unavailable` recognised; one warning line."""
     log.warning(
-        "database unavailable on %s %s: %s: %s",
-        request.method,
-        request.url.path,
-        type(exc).__name__,
-        str(exc).splitlines()[0] if str(exc) else "",
+        "database unavailable on %s %s: %s", request.method, request.url.path, outage_summary(exc)
     )
     err = DatabaseUnavailable()
     return problem_response(err.status, err.to_problem(request.url.path), err.headers)

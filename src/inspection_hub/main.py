@@ -17,7 +17,7 @@ import inspection_hub
 from inspection_hub import health
 from inspection_hub.auth.cache import TokenCache
 from inspection_hub.config import Settings, get_settings
-from inspection_hub.db.availability import ConnectionLost, database_unavailable
+from inspection_hub.db.availability import ConnectionLost
 from inspection_hub.db.migrate import head_revisions
 from inspection_hub.db.session import (
     make_engine,
@@ -25,7 +25,7 @@ from inspection_hub.db.session import (
     make_statement_pool,
     resolve_database_url,
 )
-from inspection_hub.errors import Conflict, install_error_handlers, unavailable_response
+from inspection_hub.errors import Conflict, install_error_handlers
 from inspection_hub.events.runtime import start_background, stop_background
 from inspection_hub.kit import routeindex
 from inspection_hub.kit.handread import add_documented_schemas
@@ -129,26 +129,17 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         # request's fault: 422, not 500 (found by the schemathesis run, tests/proof).
         from inspection_hub.errors import ValidationFailed, problem_response
 
-        if database_unavailable(exc):
-            return unavailable_response(request, exc)
-        if not _is_bad_value(exc):
+        if not _is_bad_value(exc):  # the catch-all: 503 for an outage (D33), else 500
             return await request.app.exception_handlers[Exception](request, exc)
         err = ValidationFailed("A value in the request cannot be stored (out of range or NUL).")
         return problem_response(422, err.to_problem(request.url.path))
 
-    async def _driver_error(request, exc):  # type: ignore[no-untyped-def]
-        # The statement pool's routes (D25) meet the driver's own errors (and ConnectionLost
-        # for one the server closed), and a connection refused while connecting is an OSError
-        # from either pool: handled here, not by the catch-all (which would also hand the
-        # error on to uvicorn to log again), so that an outage is a 503 (D33) and anything
-        # else the usual 500.
-        if database_unavailable(exc):
-            return unavailable_response(request, exc)
-        return await request.app.exception_handlers[Exception](request, exc)
-
-    app.add_exception_handler(asyncpg.PostgresError, _driver_error)
-    app.add_exception_handler(OSError, _driver_error)
-    app.add_exception_handler(ConnectionLost, _driver_error)
+    # The statement pool's routes (D25) meet the driver's own errors (and ConnectionLost for a
+    # connection the server closed), and a refused connection is an OSError from either pool.
+    # They go to the catch-all, which answers an outage with 503 (D33) and anything else with
+    # 500. Registered here by class, they are not also handed on to uvicorn to log again.
+    for driver_error in (asyncpg.PostgresError, OSError, ConnectionLost):
+        app.add_exception_handler(driver_error, app.exception_handlers[Exception])
 
     app.add_middleware(
         RateLimitMiddleware,

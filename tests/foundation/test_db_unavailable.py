@@ -26,10 +26,6 @@ from inspection_hub.main import create_app
 from tests.conftest import private_client
 
 
-def _dsn(database_url: str) -> str:
-    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 async def test_a_connection_refused_is_unavailable_an_oserror_elsewhere_is_not(
     tmp_path: Path,
 ) -> None:
@@ -41,8 +37,8 @@ async def test_a_connection_refused_is_unavailable_an_oserror_elsewhere_is_not(
     assert not database_unavailable(missing.value)
 
 
-async def test_a_bad_statement_is_not_unavailable(database_url: str, sessionmaker: Any) -> None:
-    conn = await asyncpg.connect(_dsn(database_url))
+async def test_a_bad_statement_is_not_unavailable(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
     try:
         with pytest.raises(asyncpg.DivisionByZeroError) as bad:
             await conn.fetchval("SELECT 1 / 0")
@@ -53,14 +49,14 @@ async def test_a_bad_statement_is_not_unavailable(database_url: str, sessionmake
 
 @pytest.mark.parametrize("pause", [0.0, 0.02])
 async def test_a_statement_pool_connection_the_server_ended_is_unavailable(
-    pause: float, database_url: str, settings: Settings, sessionmaker: Any
+    pause: float, database_url: str, dsn: str, settings: Settings
 ) -> None:
     """Whichever error asyncpg gives the next statement (it depends on whether the server's
     goodbye was read yet: "closed in the middle of operation", "connection is closed", or
     "another operation is in progress"), the request's connection counts as lost."""
     pool = await make_statement_pool(database_url, settings)
     request: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(statement_pool=pool)))
-    killer = await asyncpg.connect(_dsn(database_url))
+    killer = await asyncpg.connect(dsn)
 
     async def ended_then_used() -> None:
         async with autocommit_connection(request) as conn:
@@ -80,9 +76,9 @@ async def test_a_statement_pool_connection_the_server_ended_is_unavailable(
         await pool.close()
 
 
-async def test_through_sqlalchemy_too(database_url: str, sessionmaker: Any) -> None:
+async def test_through_sqlalchemy_too(database_url: str, dsn: str) -> None:
     engine = create_async_engine(database_url, pool_size=1, max_overflow=0)
-    killer = await asyncpg.connect(_dsn(database_url))
+    killer = await asyncpg.connect(dsn)
     try:
         async with engine.connect() as conn:
             with pytest.raises(DBAPIError) as bad:

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.proof.server import ServedApp, server_env, start_serve, stop
-
-
-@pytest.fixture
-def dsn(database_url: str, sessionmaker: Any) -> str:
-    """The test database as an asyncpg DSN (the app is started first, as tables get emptied)."""
-    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 @pytest.fixture(scope="module")

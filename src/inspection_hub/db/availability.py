@@ -59,6 +59,12 @@ def _raised_connecting(exc: OSError) -> bool:
     )
 
 
+def outage_summary(exc: BaseException) -> str:
+    """The error's type and first line, for the one warning an outage is logged as."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def log_pass_failure(
     logger: logging.Logger, message: str, exc: BaseException, **extra: Any
 ) -> None:
@@ -66,12 +72,10 @@ def log_pass_failure(
     WARNING line when the database is out of reach, since the loop retries on its next pass
     and a routine restart should page no one; otherwise ERROR with the traceback."""
     if database_unavailable(exc):
-        first = str(exc).splitlines()[0] if str(exc) else ""
         logger.warning(
-            "%s: database unavailable (%s: %s); retrying",
+            "%s: database unavailable (%s); retrying",
             message,
-            type(exc).__name__,
-            first,
+            outage_summary(exc),
             extra=extra or None,
         )
     else:
