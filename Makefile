@@ -20,6 +20,6 @@ test-long:        ## the long versions (schemathesis with many examples per oper
 	INSPECTION_HUB_LONG_TESTS=1 $(PYTHON) -m pytest -q tests/proof
 
 lint:
-	$(RUFF) check src tests bench
-	$(RUFF) format --check src tests bench
-	MYPYPATH=src $(MYPY) src/inspection_hub
+	$(RUFF) check src tests bench migrations
+	$(RUFF) format --check src tests bench migrations
+	$(MYPY)

@@ -411,7 +411,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ceiling_srv.stop()
         result, cpu = combined(runs)
         ceiling, ceiling_cpu = combined(ceilings) if ceilings else (None, None)
-        if ceiling is not None:
+        if ceiling is not None and ceiling_cpu is not None:
             log(f"ceiling (FastAPI + 1 asyncpg insert), {slices} slices of {slice_s} s alternating "
                 f"with the approvals: {ceiling.rps:,.0f} req/s, p50 {ceiling.p50_ms:.1f} ms, "
                 f"p99 {ceiling.p99_ms:.1f} ms, CPU per request: server "

@@ -344,6 +344,7 @@ def with_cpu(dsn: str, server_pid: int, seconds: int, run: Any) -> dict[str, flo
     from bench.approval_bench import cpu_during
 
     result, app, db = cpu_during(dsn, server_pid, run)
+    result = dict(result)
     answered = max(result.get("rps", 0.0) * seconds, 1.0)
     result["server_cpu_ms"] = round(app * 1000 / answered, 2)
     result["db_cpu_ms"] = round(db * 1000 / answered, 2)

@@ -25,9 +25,11 @@ import time
 import uuid
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
+import inspection_hub.plans.service as service
 from bench.datagen import generate_candidates
 from inspection_hub.auth.principal import Principal, Role
 from inspection_hub.config import Settings
@@ -35,7 +37,6 @@ from inspection_hub.db.migrate import upgrade_to_head_async
 from inspection_hub.db.session import make_engine, make_sessionmaker
 from inspection_hub.kit.timeutil import local_today
 from inspection_hub.paths import config_dir
-from inspection_hub.plans import service
 from inspection_hub.plans.schemas import PlanCreate
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -106,7 +107,8 @@ class _Profile:
     """A pyinstrument profile around a block when a directory is given, else nothing."""
 
     def __init__(self, directory: Path | None, label: str) -> None:
-        self.directory, self.label, self.profiler = directory, label, None
+        self.directory, self.label = directory, label
+        self.profiler: Any = None
 
     def __enter__(self) -> None:
         if self.directory is not None:

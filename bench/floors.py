@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 from bench.ceilings import INSERT_LUA, TABLE, fill_select_table, select_lua
@@ -96,11 +97,9 @@ class SubmissionBody(BaseModel):
     emergency: bool = False
 
 
-def _bare_app(role: str) -> tuple[Any, dict[str, Any]]:
+def _bare_app(role: str) -> tuple[FastAPI, dict[str, Any]]:
     """A bare FastAPI app whose lifespan opens the service's statement pool and finds one
     official of `role` per agency (`state["pool"]`, `state["officials"]`)."""
-    from fastapi import FastAPI
-
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -120,7 +119,7 @@ def _bare_app(role: str) -> tuple[Any, dict[str, Any]]:
     return app, state
 
 
-def approval_floor_app() -> Any:
+def approval_floor_app() -> FastAPI:
     """POST /v1/check-requests/{id}/approve: the approval's read and write, nothing else."""
     from fastapi import HTTPException
 
@@ -154,7 +153,7 @@ def approval_floor_app() -> Any:
     return app
 
 
-def precheck_floor_app() -> Any:
+def precheck_floor_app() -> FastAPI:
     """GET /v1/check-requests/{id}: the pre-check's one statement, its facts left unparsed."""
     from fastapi import HTTPException
 
@@ -173,7 +172,7 @@ def precheck_floor_app() -> Any:
     return app
 
 
-def submission_floor_app() -> Any:
+def submission_floor_app() -> FastAPI:
     """POST /v1/check-requests: the submission's one statement (facts read, three inserts)."""
     from fastapi import HTTPException
 

@@ -31,13 +31,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from bench.approval_bench import _backend_pids, _cpu_seconds
 from bench.common import PEPPER, SESSION_SECRET, make_token
 
-Message = dict[str, Any]
+Message = MutableMapping[str, Any]
 Request = tuple[str, str, bytes, list[tuple[bytes, bytes]]]  # method, path, body, headers
 
 PATHS = {

@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from tests.fixtures.database import TestDatabase
@@ -21,6 +23,7 @@ from inspection_hub.config import Settings
 from inspection_hub.db.migrate import upgrade_to_head_async
 from inspection_hub.db.session import make_engine, make_sessionmaker
 from inspection_hub.kit.synth import make_uscc
+from inspection_hub.kit.timeutil import LOCAL_TZ
 from inspection_hub.reports.service import execution_report
 
 AGENCIES = [f"AG{i:02d}" for i in range(20)]
@@ -68,7 +71,7 @@ async def load(url: str, n: int, enterprises: int) -> None:
         rng = random.Random(7)
         start = date(2026, 1, 1)
 
-        def rows():  # type: ignore[no-untyped-def]
+        def rows() -> Iterator[tuple[Any, ...]]:
             for i in range(1, n + 1):
                 ws = start + timedelta(days=rng.randrange(330))
                 status = rng.choice(("completed",) * 7 + ("scheduled", "cancelled", "merged"))
@@ -107,8 +110,8 @@ async def explain(url: str, verbose: bool) -> None:
     caps = service._caps(2026)
     params = {"year": 2026, "today": date(2026, 7, 1), "classes": list(caps),
               "caps": [caps[c] for c in caps], "min_cap": min(caps.values()),
-              "year_from": datetime(2026, 1, 1, tzinfo=service.LOCAL_TZ),
-              "year_to": datetime(2027, 1, 1, tzinfo=service.LOCAL_TZ)}  # fmt: skip
+              "year_from": datetime(2026, 1, 1, tzinfo=LOCAL_TZ),
+              "year_to": datetime(2027, 1, 1, tzinfo=LOCAL_TZ)}  # fmt: skip
     builders = [service._inspections_sql, service._distribution_sql, service._surveys_sql,
                 service._findings_sql, service._plans_sql]  # fmt: skip
     if hasattr(service, "_requests_sql"):
