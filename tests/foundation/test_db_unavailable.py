@@ -146,3 +146,27 @@ async def test_a_background_pass_logs_an_outage_as_one_warning_and_a_bug_as_an_e
     assert error.exc_info is not None
     assert error.exc_info[1] is bug
     assert error.__dict__["job"] == "surveys.dispatch"
+
+
+async def test_an_event_worker_without_its_database_logs_one_line_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The LISTEN connection, the relay and the webhook claim all fail to connect (no server's
+    socket in the directory): each failure is a WARNING line naming the outage, no traceback."""
+    from inspection_hub.db.session import make_sessionmaker
+    from inspection_hub.events.worker import EventWorker
+
+    engine = create_async_engine(f"postgresql+asyncpg://postgres@/x?host={tmp_path}")
+    settings = Settings(env="test", event_poll_seconds=0.2, shutdown_grace_seconds=2)
+    async with httpx.AsyncClient() as http:
+        worker = EventWorker(engine, make_sessionmaker(engine), http, settings)
+        with caplog.at_level(logging.WARNING, logger="inspection_hub"):
+            await worker.start()
+            await asyncio.sleep(1.5)
+            await worker.stop()
+    await engine.dispose()
+    records = [r for r in caplog.records if r.name.startswith("inspection_hub")]
+    listen = [r for r in records if r.getMessage().startswith("LISTEN connection lost")]
+    assert listen, [r.getMessage() for r in records]
+    assert all("database unavailable (FileNotFoundError" in r.getMessage() for r in listen)
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)] * len(records)

@@ -302,6 +302,11 @@ async def test_postgresql_restarted_under_load_loses_and_doubles_nothing(
     # and logged as the outage it was: warnings, not errors with tracebacks (D33)
     errors = [line for line in app.log().splitlines() if '"level": "ERROR"' in line]
     assert errors == [], errors[:3]
+    # the event worker's LISTEN connection too: one line per reconnect attempt, no traceback
+    listen = [line for line in app.log().splitlines() if "LISTEN connection lost" in line]
+    assert all("database unavailable" in line for line in listen), listen[:3]
+    traced = [line for line in app.log().splitlines() if '"exc":' in line]
+    assert traced == [], traced[:3]
     await _each_stored_once(dsn, outcome)
     engine = create_async_engine(url)
     try:

@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from inspection_hub.config import Settings
-from inspection_hub.db.availability import log_pass_failure
+from inspection_hub.db.availability import database_unavailable, log_pass_failure, outage_summary
 from inspection_hub.events.outbox import NOTIFY_CHANNEL
 from inspection_hub.events.registry import Consumer
 from inspection_hub.events.relay import RetryPolicy, run_once, select_consumers
@@ -105,8 +105,15 @@ class EventWorker:
                         return
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("LISTEN connection lost; polling until it is back", exc_info=True)
+            except Exception as exc:
+                if database_unavailable(exc):  # a restart or an outage: one line (D33)
+                    log.warning(
+                        "LISTEN connection lost: database unavailable (%s); polling until it "
+                        "is back",
+                        outage_summary(exc),
+                    )
+                else:
+                    log.warning("LISTEN connection lost; polling until it is back", exc_info=True)
                 await asyncio.sleep(1.0)
             finally:
                 if conn is not None:
