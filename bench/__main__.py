@@ -68,6 +68,12 @@ class Scale:
     connections: int
     copy_rows: int
 
+    @property
+    def pending_requests(self) -> int:
+        """How many pending check requests the approval and pre-check scenarios file: enough
+        for every approval wrk can send in the scale's slices, each request approved once."""
+        return 4_000 + 3_000 * self.http_seconds
+
 
 SCALES = {
     "small": Scale("small", 20_000, 3, 20_000, 100_000, 5, 16, 200_000),
@@ -327,7 +333,7 @@ def scenario_precheck(ctx: Context) -> list[Figure]:
     from bench.approval_bench import interleave, seed_requests
 
     scale = ctx.scale
-    n_requests = 4_000 + 3_000 * scale.http_seconds  # as the approval scenario files them
+    n_requests = scale.pending_requests  # as the approval scenario files them
 
     async def prepare(dsn: str) -> tuple[list[int], str, tuple[int, int]]:
         timings = await seed_inspection_history(
@@ -439,7 +445,7 @@ def scenario_approval(ctx: Context) -> list[Figure]:
     scale = ctx.scale
     args = [
         "--enterprises", str(min(scale.enterprises, 1_000_000)),
-        "--requests", str(4_000 + 3_000 * scale.http_seconds),
+        "--requests", str(scale.pending_requests),
         "--seconds", str(scale.http_seconds),
         "--connections", str(scale.connections),
     ]  # fmt: skip

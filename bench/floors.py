@@ -55,7 +55,6 @@ from bench.common import Load, Server, paths_lua, sqlalchemy_url, wrk, wrk_avail
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 CONNECTIONS = 16
-PRECHECK_REQUESTS = 19_000  # bench.__main__.scenario_precheck's at --scale small
 _PAYLOAD = '{"floor": true}'
 
 
@@ -209,6 +208,7 @@ async def _seed(mode: str, dsn: str) -> dict[str, Any]:
     """Seed as `bench.profile_http` does; return what the wrk scripts need."""
     from bench import approval_bench as ab
     from bench import checkrequest_bench as cb
+    from bench.__main__ import SCALES
     from bench.common import seed_inspection_history
 
     if mode == "approve":
@@ -217,7 +217,7 @@ async def _seed(mode: str, dsn: str) -> dict[str, Any]:
         return {}
     if mode == "precheck":  # the suite's precheck scenario at --scale small
         await seed_inspection_history(dsn, 20_000, 3)
-        await ab.seed_requests(dsn, PRECHECK_REQUESTS)
+        await ab.seed_requests(dsn, SCALES["small"].pending_requests)
         return {}
     token, usccs = await cb.seed(dsn, 20_000, 60_000, 2026)
     await cb.seed_prior_requests(dsn, 10_000)
