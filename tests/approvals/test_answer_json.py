@@ -23,9 +23,14 @@ async def test_every_stored_shape_answers_as_the_model_does(
     client: httpx.AsyncClient, world: World, database_url: str
 ) -> None:
     filed = []
-    for i, overrides in enumerate(
-        [{}, {"basis_ref": None}, {"emergency": True, "basis": "incident"}, {}, {}]
-    ):
+    variants: list[dict[str, Any]] = [
+        {},
+        {"basis_ref": None},
+        {"emergency": True, "basis": "incident"},
+        {},
+        {},
+    ]
+    for i, overrides in enumerate(variants):
         r = await client.post(
             "/v1/check-requests",
             json=request_body(world.usccs[i % len(world.usccs)], **overrides),

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inspection_hub.audit.service import AuditEntry
@@ -18,7 +18,7 @@ ACTOR = Principal(7, "scheduler.zhang", "张三", Role.scheduler, "SCJG")
 
 
 def _dsn(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
-    url = sessionmaker.kw["bind"].url
+    url: URL = sessionmaker.kw["bind"].url
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 

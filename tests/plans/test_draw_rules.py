@@ -8,9 +8,10 @@ import hashlib
 import hmac
 import json
 from collections import Counter
+from collections.abc import Mapping, Set
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -77,12 +78,22 @@ def make_roster(
     return roster
 
 
+class DrawOptions(TypedDict, total=False):
+    """DrawInput's fields that have defaults, as make_input passes them on."""
+
+    inspectors_per_check: int
+    workload_cap: int | None
+    recusals: Mapping[str, Set[str]]
+    agencies: tuple[str, ...]
+    population_text: bytes | None
+
+
 def make_input(
     population: list[Candidate],
     sampling: Sampling | None = None,
     seed: str = SEED,
     roster: list[Inspector] | None = None,
-    **kwargs: object,
+    **kwargs: Unpack[DrawOptions],
 ) -> DrawInput:
     """Build a draw input with a generous roster unless one is given."""
     return DrawInput(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -120,7 +121,7 @@ async def test_every_validation_problem_is_listed(
     other_agency = next(e for e in r.json()["errors"] if e["field"] == "items.0.matters.0")
     assert "YJGL" in other_agency["detail"]
 
-    closed = {"year": y - 1, "title": "old", "items": [item(["SCJG-001"])]}
+    closed: dict[str, Any] = {"year": y - 1, "title": "old", "items": [item(["SCJG-001"])]}
     closed["items"][0]["window"] = {"start": f"{y - 1}-03-01", "end": f"{y - 1}-04-01"}
     r = await client.post("/v1/plans", json=closed, headers=h)
     assert r.status_code == 422

@@ -18,6 +18,7 @@ import httpx
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.proof.server import ServedApp
@@ -57,7 +58,10 @@ def _fuzz(base: str, tokens: dict[str, str]) -> dict[str, Any]:
     deadline = time.monotonic() + TIME_BOUND_S
     failures: list[str] = []
     calls = {"operations": 0, "requests": 0}
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result.err()
+        operations.append(result.ok())
     # A generated id may name one of the callers' own tokens: revoke last, so a revoked caller
     # cannot silently turn every later operation into a 401.
     operations.sort(key=lambda op: op.label.startswith("POST /v1/tokens/"))

@@ -82,7 +82,7 @@ async def conn(
 
 def _positional(stmt: TextClause) -> tuple[str, list[str]]:
     """The statement as asyncpg sends it ($1, $2, …) and its parameters' names in that order."""
-    compiled = stmt.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[attr-defined]
+    compiled = stmt.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
     return str(compiled), list(compiled.positiontup or [])
 
 
@@ -224,7 +224,5 @@ async def test_a_row_no_longer_pending_or_claimed_again_is_left_alone(
         "attempts": [1, 1, 1],  # what this batch claimed
     }
     await conn.execute(sql, *(values[name] for name in names))
-    after = dict(
-        await conn.fetch("SELECT id, callback_status FROM survey WHERE id IN (1, 2, 3)")  # type: ignore[arg-type]
-    )
+    after = dict(await conn.fetch("SELECT id, callback_status FROM survey WHERE id IN (1, 2, 3)"))
     assert after == {1: "delivered", 2: "dead", 3: "pending"}

