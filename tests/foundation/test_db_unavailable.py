@@ -170,3 +170,37 @@ async def test_an_event_worker_without_its_database_logs_one_line_warnings(
     assert listen, [r.getMessage() for r in records]
     assert all("database unavailable (FileNotFoundError" in r.getMessage() for r in listen)
     assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)] * len(records)
+
+
+async def test_a_listen_connection_the_server_ended_is_an_outage_too(
+    database_url: str, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pooled connection LISTEN is given was ended by the server (a restart) after it was
+    last used: asyncpg says so as a driver error of its own, which is still the outage."""
+    from inspection_hub.db.session import make_engine, make_sessionmaker
+    from inspection_hub.events.worker import EventWorker
+
+    settings = Settings(
+        env="test", event_poll_seconds=0.2, shutdown_grace_seconds=2, db_pool_size=1
+    )
+    engine = make_engine(database_url, settings)
+    killer = await asyncpg.connect(dsn)
+    try:
+        async with engine.connect() as conn:  # leaves one connection in the pool, used just now
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await killer.execute("SELECT pg_terminate_backend($1)", pid)
+        await asyncio.sleep(0.2)
+        async with httpx.AsyncClient() as http:
+            worker = EventWorker(engine, make_sessionmaker(engine), http, settings)
+            with caplog.at_level(logging.WARNING, logger="inspection_hub"):
+                await worker.start()  # LISTEN's task runs first and takes the ended connection
+                await asyncio.sleep(1.5)
+                await worker.stop()
+    finally:
+        await killer.close()
+        await engine.dispose()
+    records = [r for r in caplog.records if r.name.startswith("inspection_hub")]
+    listen = [r for r in records if r.getMessage().startswith("LISTEN connection lost")]
+    assert len(listen) == 1, [r.getMessage() for r in records]
+    assert "database unavailable" in listen[0].getMessage()
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)] * len(records)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from typing import Any
 
+import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -92,9 +93,10 @@ class EventWorker:
         """Keep a dedicated LISTEN connection open, reconnecting after failures."""
         while not self._stopping.is_set():
             conn: AsyncConnection | None = None
+            raw: Any = None
             try:
                 conn = await self.engine.connect()
-                raw: Any = (await conn.get_raw_connection()).driver_connection
+                raw = (await conn.get_raw_connection()).driver_connection
                 await raw.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 await raw.add_listener(WEBHOOK_CHANNEL, self._on_notify)
                 self.events_wake.set()  # catch up on anything sent while not listening
@@ -106,7 +108,16 @@ class EventWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if database_unavailable(exc):  # a restart or an outage: one line (D33)
+                # A restart or an outage is one line (D33). That includes the connection the
+                # pool handed out having been ended by the server since its last use: asyncpg
+                # then fails LISTEN with an error of its own, "connection is closed" once it
+                # has seen the end, or "cannot switch to state ..." (InternalClientError) while
+                # it is still reading the server's last message. Nothing else uses this
+                # connection, so a protocol-state error on it can only come from that.
+                ended = raw is not None and (
+                    raw.is_closed() or isinstance(exc, asyncpg.InternalClientError)
+                )
+                if ended or database_unavailable(exc):
                     log.warning(
                         "LISTEN connection lost: database unavailable (%s); polling until it "
                         "is back",
