@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from inspection_hub.errors import Conflict
 from inspection_hub.kit import idempotency
 from tests.approvals.conftest import World, request_body
 
@@ -153,3 +155,26 @@ async def _token_id_of(sm: async_sessionmaker[AsyncSession], token: str) -> int:
                 )
             ).scalar_one()
         )
+
+
+async def test_a_release_frees_only_its_own_attempts_claim(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """An attempt whose claim was taken over (it ran past the in-flight expiry) and which then
+    fails must not free the claim of the attempt that took over: a third would run beside it."""
+    first = await idempotency.claim(sessionmaker, scope="t:1", key="y", fingerprint="c" * 64)
+    async with sessionmaker() as s, s.begin():
+        await s.execute(
+            text("UPDATE idempotency_key SET created_at = now() - interval '2 minutes'")
+        )
+    second = await idempotency.claim(
+        sessionmaker, scope="t:1", key="y", fingerprint="c" * 64, in_flight_seconds=60
+    )
+    assert second.replay is None
+    assert second.claimed_at != first.claimed_at
+    await idempotency.release(sessionmaker, first)  # the slow first attempt fails at last
+    with pytest.raises(Conflict):  # the second one's claim stands
+        await idempotency.claim(sessionmaker, scope="t:1", key="y", fingerprint="c" * 64)
+    await idempotency.release(sessionmaker, second)
+    third = await idempotency.claim(sessionmaker, scope="t:1", key="y", fingerprint="c" * 64)
+    assert third.replay is None

@@ -6,6 +6,8 @@
   acknowledged write is stored exactly once, with exactly one audit row).
 * PostgreSQL itself restarted three times under the same load (a server of the test's own): the
   same, and what a restart broke was answered 503 with Retry-After, never 500 (D33).
+* The core flow (keyed submissions, then approvals) through three restarts in each phase: each
+  request filed once and approved once (D34: a failed attempt releases its key even then).
 The audit chain verifies after each; tamper detection itself is tests/foundation/test_audit.py.
 Worker kills mid-way through deliveries: tests/webhooks/test_worker_crash.py; mid-way through
 detection: tests/conflicts/test_detector_crash.py.
@@ -22,6 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -314,6 +317,205 @@ async def test_postgresql_restarted_under_load_loses_and_doubles_nothing(
         await _chain_ok(async_sessionmaker(engine))
     finally:
         await engine.dispose()
+
+
+async def test_keyed_submissions_and_approvals_ride_out_restarts(
+    own_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    """The core flow through PostgreSQL restarts: 240 check requests filed with an
+    Idempotency-Key, then approved (the approval's one statement on the statement pool), the
+    server restarted three times in each phase. A client that retries what failed, with the
+    same key, ends with every request filed once and approved once: one inspection, one audit
+    row and one event each."""
+    server, dsn = own_server
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    # the default in-flight expiry (60 s): a key must not stay "in flight" after its attempt
+    # failed, or the retries below run out long before it expires
+    env = server_env(url, tmp_path, INSPECTION_HUB_PUBLIC_RATE_LIMIT_PER_SECOND="0")
+    app: ServedApp = await asyncio.to_thread(start_serve, env, tmp_path / "serve.log")
+    restarts = 0
+
+    async def restart() -> int:
+        nonlocal restarts
+        await asyncio.to_thread(_pg_ctl, server, "restart")
+        restarts += 1
+        return 1
+
+    try:
+        await asyncio.to_thread(_cli, env, "demo")
+        scheduler = await asyncio.to_thread(_token, env, "scheduler", "restart.scheduler")
+        approver = await asyncio.to_thread(_token, env, "approver", "restart.approver")
+        conn = await asyncpg.connect(dsn)
+        try:
+            usccs = [
+                r[0]
+                for r in await conn.fetch("SELECT uscc FROM enterprise ORDER BY uscc LIMIT 240")
+            ]
+        finally:
+            await conn.close()
+        start = date.today() + timedelta(days=10)
+        window = {"start": start.isoformat(), "end": (start + timedelta(days=5)).isoformat()}
+        # idle connections dropped after 1 s, before uvicorn's keep-alive (5 s) closes them
+        # under a request (a client-side race that would read as "no answer")
+        limits = httpx.Limits(keepalive_expiry=1.0)
+        async with httpx.AsyncClient(base_url=app.base, timeout=30, limits=limits) as client:
+
+            async def submit(uscc: str) -> httpx.Response:
+                return await client.post(
+                    "/v1/check-requests",
+                    json={
+                        "agency": "SCJG",
+                        "enterprise": uscc,
+                        "matters": ["SCJG-001"],
+                        "basis": "complaint",
+                        "basis_ref": "投诉编号 R-" + uscc[-6:],
+                        "reason": "群众投诉",
+                        "window": window,
+                        "emergency": False,
+                    },
+                    headers=scheduler | {"Idempotency-Key": "restart-" + uscc},
+                )
+
+            filed = await _under_restarts(client, usccs, submit, restart, done={201})
+            ids = {u: int(r.json()["id"]) for u, r in filed.last.items()}
+
+            async def approve(uscc: str) -> httpx.Response:
+                return await client.post(
+                    f"/v1/check-requests/{ids[uscc]}/approve", json={}, headers=approver
+                )
+
+            approved = await _under_restarts(client, usccs, approve, restart, done={200, 409})
+        assert app.proc.poll() is None  # the service rode it out
+    finally:
+        stop(app)
+    assert restarts == 6
+    for name, answers in (("submissions", filed), ("approvals", approved)):
+        last = Counter(r.status_code for r in answers.last.values())
+        first = Counter(answers.first.values())
+        print(f"{name}: first answers {first}, last {last}, {answers.tries} rounds")
+    # what a restart broke was a 503 (D33), never a 500; each phase was broken into
+    assert set(filed.first.values()) == {201, 503}
+    assert set(approved.first.values()) == {200, 503}
+    # a retried approval that had taken effect says so: 409, decided by this approver
+    for r in approved.last.values():
+        assert r.status_code == 200 or r.json()["decided_by"] == "restart.approver", r.text
+    assert len(set(ids.values())) == len(usccs)
+    await _each_filed_and_approved_once(dsn, sorted(ids.values()))
+    assert [line for line in app.log().splitlines() if '"level": "ERROR"' in line] == []
+    assert [line for line in app.log().splitlines() if '"exc":' in line] == []
+    engine = create_async_engine(url)
+    try:
+        await _chain_ok(async_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class _Answers:
+    """Each item's first and last answer, and how many tries the slowest one needed."""
+
+    first: dict[str, int]
+    last: dict[str, httpx.Response]
+    tries: int
+
+
+async def _under_restarts(
+    client: httpx.AsyncClient,
+    items: list[str],
+    send: Callable[[str], Awaitable[httpx.Response]],
+    restart: Callable[[], Awaitable[int]],
+    done: set[int],
+) -> _Answers:
+    """``send`` each item, 8 at a time, restarting the server after 40, 100 and 160 answers;
+    then, once a second, retry what failed (a 503, no answer, or a key still in flight: 409
+    with the Idempotency-Key's detail) until every item has an answer in ``done``, at most 20
+    rounds."""
+    first: dict[str, int] = {}
+    last: dict[str, httpx.Response] = {}
+    tries = 1
+
+    async def one(item: str) -> None:
+        try:
+            r = await send(item)
+        except httpx.HTTPError:
+            first.setdefault(item, 0)
+            return
+        first.setdefault(item, r.status_code)
+        last[item] = r
+
+    sem = asyncio.Semaphore(8)
+
+    async def bounded(item: str) -> None:
+        async with sem:
+            await one(item)
+
+    load = asyncio.gather(*(bounded(i) for i in items))
+    for target in (40, 100, 160):
+        assert await _wait(lambda n=target: _some_done(first, n), bound_s=120)
+        await restart()
+    await load
+
+    def settled(item: str) -> bool:
+        r = last.get(item)
+        if r is None or r.status_code not in done:
+            return False
+        # 409 counts as done only when it is not the key still in flight
+        return r.status_code != 409 or "in flight" not in r.text
+
+    while pending := [i for i in items if not settled(i)]:
+        tries += 1
+        assert tries <= 20, {i: last[i].text if i in last else None for i in pending[:3]}
+        await asyncio.sleep(1.0)
+        for item in pending:
+            await one(item)
+    return _Answers(first, last, tries)
+
+
+async def _each_filed_and_approved_once(dsn: str, ids: list[int]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        per_enterprise = await conn.fetchval(
+            "SELECT max(n) FROM "
+            "(SELECT count(*) AS n FROM check_request GROUP BY enterprise_uscc) c"
+        )
+        rows = await conn.fetch(
+            """
+            SELECT c.id, c.status,
+                   (SELECT count(*) FROM inspection i WHERE i.check_request_id = c.id)
+                       AS inspections,
+                   (SELECT count(*) FROM audit_log a WHERE a.object_type = 'check_request'
+                       AND a.object_id = c.id::text AND a.action = 'check_request.submit')
+                       AS filed,
+                   (SELECT count(*) FROM audit_log a WHERE a.object_type = 'check_request'
+                       AND a.object_id = c.id::text AND a.action = 'check_request.approve')
+                       AS decided,
+                   (SELECT count(*) FROM event e WHERE e.aggregate_type = 'check_request'
+                       AND e.aggregate_id = c.id::text AND e.type = 'check_request.approved')
+                       AS announced
+            FROM check_request c ORDER BY c.id
+            """
+        )
+    finally:
+        await conn.close()
+    assert per_enterprise == 1
+    assert [r["id"] for r in rows] == ids
+    assert {
+        (r["status"], r["inspections"], r["filed"], r["decided"], r["announced"]) for r in rows
+    } == {("approved", 1, 1, 1, 1)}
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "inspection_hub.cli", *args],
+        env=env, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    return out.stdout
+
+
+def _token(env: dict[str, str], role: str, name: str) -> dict[str, str]:
+    """A bearer header for a new official of SCJG with ``role``, made by the CLI."""
+    out = _cli(env, "token", "create", "--role", role, "--name", name, "--agency", "SCJG")
+    return {"Authorization": f"Bearer {out.strip().splitlines()[-1]}"}
 
 
 def _admin_token(env: dict[str, str]) -> str:

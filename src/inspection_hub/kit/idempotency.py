@@ -19,15 +19,25 @@ running it is a 409. Only successful answers are stored: a failed request releas
 client can correct and retry. The claim is committed in its own short transaction (so concurrent
 requests see it); the stored answer commits with the work itself. A claim left in flight by a
 crashed process is taken over after `in_flight_seconds`. Keys are purged after `ttl_hours`.
+
+A claim is one attempt's: releasing it never frees a later attempt's claim on the same key. When
+the database is out of reach, the release that follows the failed attempt fails too; it is then
+retried in the background until it succeeds or the claim would expire anyway, so a client that
+retries with its key once the database is back gets its request through instead of being told
+"still in flight" for up to `in_flight_seconds`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -36,7 +46,10 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from inspection_hub.db.availability import database_unavailable, outage_summary
 from inspection_hub.errors import Conflict, ValidationFailed
+
+log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 200
@@ -75,6 +88,8 @@ class Claim:
     key: str
     fingerprint: str
     replay: StoredResponse | None = None
+    #: When this attempt claimed the key: which claim is this attempt's to release.
+    claimed_at: datetime | None = None
 
 
 def scope_of(caller: _Caller) -> str:
@@ -109,7 +124,7 @@ _CLAIM = text(
         WHERE idempotency_key.created_at < now() - make_interval(hours => :ttl_hours)
            OR (idempotency_key.status = 'in_flight'
                AND idempotency_key.created_at < now() - make_interval(secs => :in_flight))
-    RETURNING 1
+    RETURNING created_at
     """
 )
 _READ = text(
@@ -139,8 +154,9 @@ async def claim(
         "in_flight": float(in_flight_seconds),
     }
     async with factory() as session, session.begin():
-        if (await session.execute(_CLAIM, params)).first() is not None:
-            return Claim(scope, key, fingerprint)
+        claimed = (await session.execute(_CLAIM, params)).first()
+        if claimed is not None:
+            return Claim(scope, key, fingerprint, claimed_at=claimed.created_at)
         row = (await session.execute(_READ, params)).one()
     if row.request_hash != fingerprint:
         raise ValidationFailed(
@@ -175,15 +191,62 @@ async def complete(session: AsyncSession, claim: Claim, status: int, body: str) 
 
 
 async def release(factory: async_sessionmaker[AsyncSession], claim: Claim) -> None:
-    """Forget an in-flight claim after a failure, so the client may retry with the same key."""
+    """Forget this attempt's in-flight claim after a failure, so the client may retry with the
+    same key; a later attempt's claim on the key (one that took this one over) is left alone."""
     async with factory() as session, session.begin():
         await session.execute(
             text(
                 "DELETE FROM idempotency_key WHERE scope = :scope AND key = :key "
-                "AND request_hash = :hash AND status = 'in_flight'"
+                "AND request_hash = :hash AND status = 'in_flight' "
+                "AND (CAST(:at AS timestamptz) IS NULL OR created_at = :at)"
             ),
-            {"scope": claim.scope, "key": claim.key, "hash": claim.fingerprint},
+            {
+                "scope": claim.scope,
+                "key": claim.key,
+                "hash": claim.fingerprint,
+                "at": claim.claimed_at,
+            },
         )
+
+
+#: Releases retried in the background (kept referenced until they finish).
+_RELEASING: set[asyncio.Task[None]] = set()
+
+
+async def release_after_failure(
+    factory: async_sessionmaker[AsyncSession], claim: Claim, in_flight_seconds: int
+) -> None:
+    """Release after a failed attempt. If the database is out of reach (the likely reason the
+    attempt failed), retry the release in the background, once a second, until it succeeds or
+    the claim would have expired anyway; any other error is raised."""
+    try:
+        await release(factory, claim)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.warning(
+            "releasing Idempotency-Key claim: database unavailable (%s); retrying in the "
+            "background",
+            outage_summary(exc),
+        )
+        task = asyncio.create_task(_release_later(factory, claim, in_flight_seconds))
+        _RELEASING.add(task)
+        task.add_done_callback(_RELEASING.discard)
+
+
+async def _release_later(
+    factory: async_sessionmaker[AsyncSession], claim: Claim, in_flight_seconds: int
+) -> None:
+    deadline = time.monotonic() + in_flight_seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        try:
+            await release(factory, claim)
+            return
+        except Exception as exc:
+            if not database_unavailable(exc):
+                log.error("releasing Idempotency-Key claim failed", exc_info=exc)
+                return
 
 
 async def purge_expired(session: AsyncSession, *, ttl_hours: int = 24) -> int:
@@ -238,5 +301,6 @@ async def guard(
         yield Guard(claimed)
     except BaseException:
         if claimed is not None and claimed.replay is None:
-            await release(factory, claimed)
+            in_flight = request.app.state.settings.idempotency_in_flight_seconds
+            await release_after_failure(factory, claimed, in_flight)
         raise
