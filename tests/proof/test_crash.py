@@ -21,8 +21,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
@@ -51,24 +52,28 @@ async def _wait(predicate: Any, bound_s: float = 60, interval: float = 0.05) -> 
     return False
 
 
-async def _app_backends(dsn: str) -> list[asyncpg.Record]:
+@asynccontextmanager
+async def _connected(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own to ``dsn``, closed afterwards."""
     conn = await asyncpg.connect(dsn)
     try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def _app_backends(dsn: str) -> list[asyncpg.Record]:
+    async with _connected(dsn) as conn:
         rows: list[asyncpg.Record] = await conn.fetch(
             "SELECT pid, state, query FROM pg_stat_activity "
             "WHERE datname = current_database() AND application_name = 'inspection-hub'"
         )
         return rows
-    finally:
-        await conn.close()
 
 
 async def _scalar(dsn: str, sql: str) -> Any:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with _connected(dsn) as conn:
         return await conn.fetchval(sql)
-    finally:
-        await conn.close()
 
 
 async def _chain_ok(sessionmaker: Any) -> None:
@@ -138,16 +143,13 @@ async def test_sigkill_during_a_large_import_leaves_nothing_half_written(
 
 
 async def _terminate_app_backends(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with _connected(dsn) as conn:
         return int(
             await conn.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND application_name = 'inspection-hub'"
             )
         )
-    finally:
-        await conn.close()
 
 
 @dataclass
@@ -345,14 +347,11 @@ async def test_keyed_submissions_and_approvals_ride_out_restarts(
         await asyncio.to_thread(_cli, env, "demo")
         scheduler = await asyncio.to_thread(_token, env, "scheduler", "restart.scheduler")
         approver = await asyncio.to_thread(_token, env, "approver", "restart.approver")
-        conn = await asyncpg.connect(dsn)
-        try:
+        async with _connected(dsn) as conn:
             usccs = [
                 r[0]
                 for r in await conn.fetch("SELECT uscc FROM enterprise ORDER BY uscc LIMIT 240")
             ]
-        finally:
-            await conn.close()
         start = date.today() + timedelta(days=10)
         window = {"start": start.isoformat(), "end": (start + timedelta(days=5)).isoformat()}
         # idle connections dropped after 1 s, before uvicorn's keep-alive (5 s) closes them
@@ -476,8 +475,7 @@ async def _under_restarts(
 
 
 async def _each_filed_and_approved_once(dsn: str, ids: list[int]) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with _connected(dsn) as conn:
         per_enterprise = await conn.fetchval(
             "SELECT max(n) FROM "
             "(SELECT count(*) AS n FROM check_request GROUP BY enterprise_uscc) c"
@@ -499,8 +497,6 @@ async def _each_filed_and_approved_once(dsn: str, ids: list[int]) -> None:
             FROM check_request c ORDER BY c.id
             """
         )
-    finally:
-        await conn.close()
     assert per_enterprise == 1
     assert [r["id"] for r in rows] == ids
     assert {
@@ -513,8 +509,7 @@ async def _detector_progress(dsn: str) -> tuple[int, int, int]:
     from inspection_hub.events.registry import discover_handlers
 
     consumer = discover_handlers()["conflict_detector"]
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with _connected(dsn) as conn:
         row = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM event WHERE type = ANY($1::varchar[])),"
             " (SELECT coalesce(sum(handled_count), 0) FROM consumer_cursor WHERE consumer = $2),"
@@ -522,8 +517,6 @@ async def _detector_progress(dsn: str) -> tuple[int, int, int]:
             sorted(consumer.event_types),
             consumer.name,
         )
-    finally:
-        await conn.close()
     return int(row[0]), int(row[1]), int(row[2])
 
 
@@ -563,8 +556,7 @@ async def _some_done(results: dict[str, int], n: int) -> bool:
 
 
 async def _counts(dsn: str) -> dict[str, dict[str, int]]:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with _connected(dsn) as conn:
         inspectors = await conn.fetch(
             "SELECT certificate_no, count(*) FROM inspector "
             "WHERE certificate_no LIKE 'KILL-%' GROUP BY 1"
@@ -573,8 +565,6 @@ async def _counts(dsn: str) -> dict[str, dict[str, int]]:
             "SELECT after->>'certificate_no', count(*) FROM audit_log "
             "WHERE action = 'inspector.create' GROUP BY 1"
         )
-    finally:
-        await conn.close()
     return {
         "inspectors": {r[0]: int(r[1]) for r in inspectors},
         "audit": {r[0]: int(r[1]) for r in audit if r[0] and r[0].startswith("KILL-")},
