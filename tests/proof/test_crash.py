@@ -40,6 +40,9 @@ from inspection_hub.audit.service import verify_chain
 from tests.proof.server import ServedApp, server_env, start_serve, stop
 
 ROWS = 150_000
+# The load clients drop idle connections after 1 s, before uvicorn's keep-alive (5 s) closes
+# them under a request: a client-side race that would read as "no answer".
+_NO_STALE = httpx.Limits(keepalive_expiry=1.0)
 
 
 async def _wait(predicate: Any, bound_s: float = 60, interval: float = 0.05) -> bool:
@@ -171,7 +174,7 @@ async def _inspectors_under(
     results: dict[str, int] = {}
     first: dict[str, int] = {}
     disrupted = 0
-    async with httpx.AsyncClient(base_url=app.base, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=app.base, timeout=30, limits=_NO_STALE) as client:
 
         async def create(cert: str) -> None:
             try:
@@ -354,10 +357,7 @@ async def test_keyed_submissions_and_approvals_ride_out_restarts(
             ]
         start = date.today() + timedelta(days=10)
         window = {"start": start.isoformat(), "end": (start + timedelta(days=5)).isoformat()}
-        # idle connections dropped after 1 s, before uvicorn's keep-alive (5 s) closes them
-        # under a request (a client-side race that would read as "no answer")
-        limits = httpx.Limits(keepalive_expiry=1.0)
-        async with httpx.AsyncClient(base_url=app.base, timeout=30, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=app.base, timeout=30, limits=_NO_STALE) as client:
 
             async def submit(uscc: str) -> httpx.Response:
                 return await client.post(
