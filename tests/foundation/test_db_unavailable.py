@@ -21,7 +21,8 @@ from inspection_hub.auth.tokens import hash_token
 from inspection_hub.config import Settings
 from inspection_hub.db.availability import database_unavailable, log_pass_failure
 from inspection_hub.db.deps import autocommit_connection
-from inspection_hub.db.session import make_statement_pool
+from inspection_hub.db.session import make_engine, make_sessionmaker, make_statement_pool
+from inspection_hub.events.worker import EventWorker
 from inspection_hub.main import create_app
 from tests.conftest import private_client
 
@@ -153,9 +154,6 @@ async def test_an_event_worker_without_its_database_logs_one_line_warnings(
 ) -> None:
     """The LISTEN connection, the relay and the webhook claim all fail to connect (no server's
     socket in the directory): each failure is a WARNING line naming the outage, no traceback."""
-    from inspection_hub.db.session import make_sessionmaker
-    from inspection_hub.events.worker import EventWorker
-
     engine = create_async_engine(f"postgresql+asyncpg://postgres@/x?host={tmp_path}")
     settings = Settings(env="test", event_poll_seconds=0.2, shutdown_grace_seconds=2)
     async with httpx.AsyncClient() as http:
@@ -177,9 +175,6 @@ async def test_a_listen_connection_the_server_ended_is_an_outage_too(
 ) -> None:
     """The pooled connection LISTEN is given was ended by the server (a restart) after it was
     last used: asyncpg says so as a driver error of its own, which is still the outage."""
-    from inspection_hub.db.session import make_engine, make_sessionmaker
-    from inspection_hub.events.worker import EventWorker
-
     settings = Settings(
         env="test", event_poll_seconds=0.2, shutdown_grace_seconds=2, db_pool_size=1
     )

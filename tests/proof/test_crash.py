@@ -543,12 +543,8 @@ def _token(env: dict[str, str], role: str, name: str) -> dict[str, str]:
 
 def _admin_token(env: dict[str, str]) -> str:
     """An admin token made by the CLI, as an operator makes the first one."""
-    out = subprocess.run(
-        [sys.executable, "-m", "inspection_hub.cli", "token", "create", "--role", "admin",
-         "--name", "restart.admin"],
-        env=env, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    return out.stdout.strip().splitlines()[-1]
+    out = _cli(env, "token", "create", "--role", "admin", "--name", "restart.admin")
+    return out.strip().splitlines()[-1]
 
 
 async def _some_done(results: dict[str, int], n: int) -> bool:

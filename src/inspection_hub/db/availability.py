@@ -11,6 +11,7 @@ import logging
 import traceback
 from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 
 # Class 08 (connection exception) and the operator-intervention states a restart produces:
@@ -28,6 +29,15 @@ class ConnectionLost(Exception):
     they share (SQLAlchemy's asyncpg dialect asks the same question, `is_closed()`, to
     invalidate a connection). `db.deps.autocommit_connection` raises this in their place.
     """
+
+
+def connection_closed(connection: Any) -> bool:
+    """An asyncpg connection is closed, or a pool already took it back because it was lost
+    (asyncpg then refuses every call on the proxy still held): the server ended it."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:
+        return True
 
 
 def database_unavailable(exc: BaseException) -> bool:

@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from inspection_hub.db.availability import ConnectionLost
+from inspection_hub.db.availability import ConnectionLost, connection_closed
 
 ACQUIRE_TIMEOUT_S = 30.0
 """How long a request waits for a statement-pool connection when all are in use."""
@@ -57,15 +57,6 @@ async def autocommit_connection(request: Request) -> AsyncIterator[DriverConnect
         try:
             yield connection
         except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
-            if _closed(connection):  # the server ended it: an outage, not a bug (D33)
+            if connection_closed(connection):  # the server ended it: an outage (D33)
                 raise ConnectionLost(str(exc)) from exc
             raise
-
-
-def _closed(connection: DriverConnection) -> bool:
-    """The checked-out connection is closed, or the pool already took it back because its
-    connection was lost (asyncpg then refuses every call on the proxy we still hold)."""
-    try:
-        return bool(connection.is_closed())
-    except asyncpg.InterfaceError:
-        return True

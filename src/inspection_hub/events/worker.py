@@ -16,7 +16,12 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from inspection_hub.config import Settings
-from inspection_hub.db.availability import database_unavailable, log_pass_failure, outage_summary
+from inspection_hub.db.availability import (
+    connection_closed,
+    database_unavailable,
+    log_pass_failure,
+    outage_summary,
+)
 from inspection_hub.events.outbox import NOTIFY_CHANNEL
 from inspection_hub.events.registry import Consumer
 from inspection_hub.events.relay import RetryPolicy, run_once, select_consumers
@@ -115,7 +120,7 @@ class EventWorker:
                 # it is still reading the server's last message. Nothing else uses this
                 # connection, so a protocol-state error on it can only come from that.
                 ended = raw is not None and (
-                    raw.is_closed() or isinstance(exc, asyncpg.InternalClientError)
+                    connection_closed(raw) or isinstance(exc, asyncpg.InternalClientError)
                 )
                 if ended or database_unavailable(exc):
                     log.warning(

@@ -198,7 +198,7 @@ async def release(factory: async_sessionmaker[AsyncSession], claim: Claim) -> No
             text(
                 "DELETE FROM idempotency_key WHERE scope = :scope AND key = :key "
                 "AND request_hash = :hash AND status = 'in_flight' "
-                "AND (CAST(:at AS timestamptz) IS NULL OR created_at = :at)"
+                "AND created_at = :at"
             ),
             {
                 "scope": claim.scope,
